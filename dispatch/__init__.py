@@ -1,0 +1,1 @@
+"""coop-dispatch: the dispatch backend for driver-owned ride-hailing co-operatives."""
