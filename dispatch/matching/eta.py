@@ -30,7 +30,10 @@ class EtaModel(Protocol):
 
 
 def haversine_m(
-    lat1: FloatArray | float, lng1: FloatArray | float, lat2: FloatArray | float, lng2: FloatArray | float
+    lat1: FloatArray | float,
+    lng1: FloatArray | float,
+    lat2: FloatArray | float,
+    lng2: FloatArray | float,
 ) -> FloatArray:
     phi1, phi2 = np.radians(lat1), np.radians(lat2)
     dphi = phi2 - phi1

@@ -1,0 +1,244 @@
+"""One dispatch batch: open requests and free drivers in, offers out. Pure and time-limited."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from time import perf_counter
+
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.matching.candidates import IntArray, PlanarIndex, radius_for_wait
+from dispatch.matching.eta import EtaModel, FloatArray, haversine_m
+from dispatch.matching.solver import assign_max_matching_min_cost
+
+# Each request starts with its nearest few drivers. A request that ends up unmatched, or matched
+# to one of the farther half of its list, is widened (twice the drivers) and the batch re-solved,
+# because a short fixed list silently drops matches when drivers are contested.
+INITIAL_CANDIDATES_PER_REQUEST = 16
+MAX_WIDENING_ROUNDS = 10
+
+
+@dataclass(frozen=True)
+class RequestBatch:
+    ride_ids: list[str]
+    lat: FloatArray
+    lng: FloatArray
+    waited_s: FloatArray
+    excluded: list[frozenset[str]]
+
+
+@dataclass(frozen=True)
+class DriverSnapshot:
+    driver_ids: list[str]
+    lat: FloatArray
+    lng: FloatArray
+    idle_s: FloatArray
+    earned_cents: FloatArray
+
+
+@dataclass(frozen=True)
+class MatchingSettings:
+    """`radius_schedule_m` holds (waited_s at least, radius_m) steps.
+
+    `fairness_weight` is the pickup seconds a rider gives up per dollar a driver has earned today
+    above the lowest-earning driver in the batch; 0 means pure pickup ETA.
+    """
+
+    radius_schedule_m: tuple[tuple[float, float], ...] = (
+        (0.0, 3000.0),
+        (20.0, 6000.0),
+        (40.0, 10000.0),
+    )
+    max_pickup_eta_s: int = 1800
+    fairness_weight: float = 0.0
+    solver_time_limit_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Assignment:
+    ride_id: str
+    driver_id: str
+    eta_s: int
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    assignments: list[Assignment]
+    candidate_edges: int
+    solve_ms: float
+
+
+@dataclass(frozen=True)
+class _Edges:
+    request: IntArray
+    driver: IntArray
+    eta_s: IntArray
+    rank: IntArray  # position of the driver in the request's nearest-first list
+
+
+def plan_batch(
+    requests: RequestBatch, drivers: DriverSnapshot, eta: EtaModel, settings: MatchingSettings
+) -> BatchPlan:
+    """Match as many requests as possible, then minimise total integer cost.
+
+    Cost of a pair is its pickup ETA in seconds plus, when `fairness_weight` > 0, the driver's
+    fairness term. A driver gets at most one request, never one that excluded them, and only
+    within the radius the request's wait allows and the pickup ETA cap.
+    """
+    started = perf_counter()
+    n_requests, n_drivers = len(requests.ride_ids), len(drivers.driver_ids)
+    if n_requests == 0 or n_drivers == 0:
+        return BatchPlan([], 0, (perf_counter() - started) * 1000)
+
+    index = PlanarIndex(drivers.lat, drivers.lng)
+    radius_m = radius_for_wait(requests.waited_s, settings.radius_schedule_m)
+    excluded = _excluded_indices(requests.excluded, drivers.driver_ids)
+    fairness_s = _fairness_seconds(drivers.earned_cents, settings.fairness_weight)
+
+    list_size = np.full(n_requests, INITIAL_CANDIDATES_PER_REQUEST, dtype=np.int64)
+    to_search = np.flatnonzero(radius_m > 0)
+    exhausted = np.zeros(n_requests, dtype=np.bool_)
+    edges = _Edges(*(np.zeros(0, np.int64) for _ in range(4)))
+    chosen = np.zeros(0, dtype=np.bool_)
+
+    for _ in range(MAX_WIDENING_ROUNDS):
+        keep = ~np.isin(edges.request, to_search)
+        found, found_exhausted = _search(
+            to_search, list_size, requests, drivers, index, radius_m, excluded, eta, settings
+        )
+        exhausted[to_search] = found_exhausted
+        edges = _Edges(
+            *(
+                np.concatenate([old[keep], new])
+                for old, new in zip(
+                    (edges.request, edges.driver, edges.eta_s, edges.rank),
+                    (found.request, found.driver, found.eta_s, found.rank),
+                    strict=True,
+                )
+            )
+        )
+        cost = edges.eta_s + fairness_s[edges.driver]
+        chosen = assign_max_matching_min_cost(
+            edges.request, edges.driver, cost, n_requests, n_drivers
+        ).edge_used
+
+        matched = np.zeros(n_requests, dtype=np.bool_)
+        matched[edges.request[chosen]] = True
+        near_end_of_list = np.zeros(n_requests, dtype=np.bool_)
+        near_end_of_list[edges.request[chosen]] = (
+            edges.rank[chosen] >= list_size[edges.request[chosen]] // 2
+        )
+        to_search = np.flatnonzero(~exhausted & (~matched | near_end_of_list))
+        if len(to_search) == 0 or perf_counter() - started > settings.solver_time_limit_s:
+            break
+        list_size[to_search] *= 2
+
+    assignments = [
+        Assignment(requests.ride_ids[r], drivers.driver_ids[d], int(t))
+        for r, d, t in zip(
+            edges.request[chosen].tolist(),
+            edges.driver[chosen].tolist(),
+            edges.eta_s[chosen].tolist(),
+            strict=True,
+        )
+    ]
+    return BatchPlan(assignments, len(edges.request), (perf_counter() - started) * 1000)
+
+
+def _search(
+    request_indices: IntArray,
+    list_size: IntArray,
+    requests: RequestBatch,
+    drivers: DriverSnapshot,
+    index: PlanarIndex,
+    radius_m: FloatArray,
+    excluded: list[IntArray],
+    eta: EtaModel,
+    settings: MatchingSettings,
+) -> tuple[_Edges, npt.NDArray[np.bool_]]:
+    """Candidate edges for the given requests, and whether each request's list is complete."""
+    query_size = np.array(
+        [list_size[r] + len(excluded[r]) for r in request_indices], dtype=np.int64
+    )
+    groups: dict[tuple[float, int], list[int]] = {}
+    for position, (r, size) in enumerate(zip(request_indices, query_size, strict=True)):
+        groups.setdefault((float(radius_m[r]), int(size)), []).append(position)
+
+    parts: list[tuple[IntArray, IntArray, IntArray]] = []
+    exhausted = np.zeros(len(request_indices), dtype=np.bool_)
+    for (radius, size), positions in groups.items():
+        members = request_indices[positions]
+        point_of, driver_of = index.nearest_within(
+            requests.lat[members], requests.lng[members], radius, size
+        )
+        found_per_point = np.bincount(point_of, minlength=len(members))
+        exhausted[positions] = found_per_point < min(size, index.size)
+        starts = np.concatenate([[0], np.cumsum(found_per_point)[:-1]])
+        rank = np.arange(len(point_of)) - starts[point_of]
+        parts.append((members[point_of], driver_of, rank))
+
+    request_of = np.concatenate([p[0] for p in parts])
+    driver_of = np.concatenate([p[1] for p in parts])
+    rank = np.concatenate([p[2] for p in parts])
+
+    distance_m = haversine_m(
+        requests.lat[request_of],
+        requests.lng[request_of],
+        drivers.lat[driver_of],
+        drivers.lng[driver_of],
+    )
+    eta_s = np.rint(
+        eta.seconds(
+            drivers.lat[driver_of],
+            drivers.lng[driver_of],
+            requests.lat[request_of],
+            requests.lng[request_of],
+        )
+    ).astype(np.int64)
+    allowed = (distance_m <= radius_m[request_of]) & (eta_s <= settings.max_pickup_eta_s)
+    allowed &= ~_is_excluded(request_of, driver_of, excluded)
+    # A request whose farthest listed driver is already beyond the ETA cap cannot usefully widen.
+    if len(request_of):
+        last_of_run = np.flatnonzero(np.append(request_of[1:] != request_of[:-1], True))
+        over_cap = eta_s[last_of_run] > settings.max_pickup_eta_s
+        exhausted[np.searchsorted(request_indices, request_of[last_of_run])] |= over_cap
+
+    return (
+        _Edges(request_of[allowed], driver_of[allowed], eta_s[allowed], rank[allowed]),
+        exhausted,
+    )
+
+
+def _excluded_indices(
+    excluded: Sequence[frozenset[str]], driver_ids: Sequence[str]
+) -> list[IntArray]:
+    empty = np.zeros(0, np.int64)
+    if not any(excluded):
+        return [empty] * len(excluded)
+    position = {driver_id: i for i, driver_id in enumerate(driver_ids)}
+    return [
+        np.array(sorted(position[d] for d in ids if d in position), np.int64) if ids else empty
+        for ids in excluded
+    ]
+
+
+def _is_excluded(
+    request_of: IntArray, driver_of: IntArray, excluded: list[IntArray]
+) -> npt.NDArray[np.bool_]:
+    blocked = np.zeros(len(request_of), dtype=np.bool_)
+    requests_with_exclusions = [r for r, ids in enumerate(excluded) if len(ids)]
+    if not requests_with_exclusions:
+        return blocked
+    for r in np.intersect1d(requests_with_exclusions, request_of).tolist():
+        rows = np.flatnonzero(request_of == r)
+        blocked[rows] = np.isin(driver_of[rows], excluded[r])
+    return blocked
+
+
+def _fairness_seconds(earned_cents: FloatArray, weight: float) -> IntArray:
+    if weight <= 0 or len(earned_cents) == 0:
+        return np.zeros(len(earned_cents), dtype=np.int64)
+    above_lowest_dollars = (earned_cents - earned_cents.min()) / 100.0
+    return np.asarray(np.rint(weight * above_lowest_dollars), dtype=np.int64)
