@@ -46,6 +46,13 @@ class PlanarIndex:
         y = EARTH_RADIUS_M * np.radians(lat)
         return np.column_stack([x, y])
 
+    def nearest(self, lat: FloatArray, lng: FloatArray) -> IntArray:
+        """The index of the nearest indexed point to each query point."""
+        if self._tree is None:
+            raise ValueError("the index is empty")
+        _, nearest = self._tree.query(self._project(lat, lng), k=1)
+        return np.asarray(nearest, dtype=np.int64)
+
     def nearest_within(
         self, lat: FloatArray, lng: FloatArray, radius_m: float, k: int
     ) -> tuple[IntArray, IntArray]:
