@@ -1,0 +1,38 @@
+# One command per job. `make run` and `make test` work on a fresh Debian/Ubuntu machine.
+SHELL := /bin/bash
+PY := .venv/bin/python
+SERVICES = eval "$$(scripts/services.sh)"
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-long lint format bench loadtest stop
+
+install:
+	@scripts/install.sh
+
+run: install
+	@$(SERVICES) && $(PY) -m dispatch.cli migrate && $(PY) -m dispatch.cli demo \
+	  && echo "==> serving on http://localhost:$(PORT) (API docs at /docs)" \
+	  && $(PY) -m dispatch.cli serve --host $(HOST) --port $(PORT)
+
+test: install
+	@$(SERVICES) && $(PY) -m pytest -m "not long" $(PYTEST_ARGS)
+
+test-long: install
+	@$(SERVICES) && $(PY) -m pytest -m long $(PYTEST_ARGS)
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy dispatch rider_api driver_api governance
+
+format: install
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+bench: install
+	@$(SERVICES) && $(PY) -m dispatch.simulation.bench
+
+stop:
+	@scripts/stop-services.sh

@@ -1,0 +1,61 @@
+"""Who is calling: bearer token on REST, header or `token` query parameter on WebSockets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from dispatch.accounts.models import Role
+from dispatch.core.errors import Forbidden, Unauthorized
+from dispatch.core.security import TokenClaims, decode_access_token
+from dispatch.core.settings import Settings, get_settings
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+
+def get_settings_dep() -> Settings:
+    return get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def current_claims(
+    settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> TokenClaims:
+    if not token:
+        raise Unauthorized("missing bearer token", code="missing_token")
+    claims = decode_access_token(settings, token)
+    if claims is None:
+        raise Unauthorized("invalid or expired token", code="invalid_token")
+    return claims
+
+
+def require_role(role: Role) -> object:
+    async def dependency(claims: Annotated[TokenClaims, Depends(current_claims)]) -> TokenClaims:
+        if claims.role != role.value:
+            raise Forbidden(f"this route is for {role.value}s", code="wrong_role")
+        return claims
+
+    return dependency
+
+
+CurrentUser = Annotated[TokenClaims, Depends(current_claims)]
+CurrentRider = Annotated[TokenClaims, Depends(require_role(Role.rider))]
+CurrentDriver = Annotated[TokenClaims, Depends(require_role(Role.driver))]
+CurrentOperator = Annotated[TokenClaims, Depends(require_role(Role.operator))]
+
+
+def websocket_token(request_headers: dict[str, str], query: dict[str, str]) -> str | None:
+    authorization = request_headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return value.strip()
+    return query.get("token") or None
+
+
+def claims_from_request(request: Request) -> TokenClaims | None:
+    token = websocket_token(dict(request.headers), dict(request.query_params))
+    return decode_access_token(get_settings(), token) if token else None

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.accounts.models import Driver, Role, UserAccount
+from dispatch.accounts.repository import AccountRepository
+from dispatch.accounts.schemas import RegisterRequest, UserRead, Vehicle
+from dispatch.core.errors import Conflict, TooManyRequests, Unauthorized
+from dispatch.core.redis import Redis, login_attempts_key
+from dispatch.core.security import hash_password, verify_password
+from dispatch.core.settings import Settings
+
+# Verified against when the email is unknown, so timing does not reveal which emails exist.
+_DUMMY_HASH = hash_password("not-a-real-password")
+
+
+async def register(session: AsyncSession, body: RegisterRequest) -> UserAccount:
+    repository = AccountRepository(session)
+    if await repository.by_email(body.email) is not None:
+        raise Conflict("an account with this email already exists", code="email_taken")
+    user = UserAccount(
+        id=uuid.uuid4(),
+        email=body.email.lower(),
+        password_hash=hash_password(body.password),
+        name=body.name,
+        phone=body.phone,
+        role=Role(body.role),
+    )
+    repository.add(user)
+    if user.role is Role.driver:
+        vehicle = body.vehicle
+        repository.add(
+            Driver(
+                user_id=user.id,
+                vehicle_make=vehicle.make if vehicle else None,
+                vehicle_model=vehicle.model if vehicle else None,
+                vehicle_color=vehicle.color if vehicle else None,
+                vehicle_plate=vehicle.plate if vehicle else None,
+            )
+        )
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("an account with this email already exists", code="email_taken") from exc
+    return user
+
+
+async def authenticate(
+    session: AsyncSession, redis: Redis, settings: Settings, email: str, password: str
+) -> UserAccount:
+    key = login_attempts_key(email)
+    failures = int(await redis.get(key) or 0)
+    if failures >= settings.login_attempts_per_minute:
+        raise TooManyRequests("too many failed logins; wait a minute", code="login_rate_limited")
+    user = await AccountRepository(session).by_email(email)
+    if user is None:
+        verify_password(_DUMMY_HASH, password)
+    if user is None or not verify_password(user.password_hash, password):
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 60, nx=True)
+            await pipe.execute()
+        raise Unauthorized("wrong email or password", code="bad_credentials")
+    return user
+
+
+def vehicle_of(driver: Driver | None) -> Vehicle | None:
+    if driver is None or driver.vehicle_make is None or driver.vehicle_model is None:
+        return None
+    return Vehicle(
+        make=driver.vehicle_make,
+        model=driver.vehicle_model,
+        color=driver.vehicle_color,
+        plate=driver.vehicle_plate or "",
+    )
+
+
+def user_read(user: UserAccount, driver: Driver | None = None) -> UserRead:
+    return UserRead(
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        role=user.role.value,
+        phone=user.phone,
+        vehicle=vehicle_of(driver),
+    )
+
+
+async def set_driver_online(session: AsyncSession, driver_id: uuid.UUID, online: bool) -> Driver:
+    from dispatch.core.clock import utcnow
+    from dispatch.core.errors import NotFound
+
+    driver = await AccountRepository(session).driver(driver_id, for_update=True)
+    if driver is None:
+        raise NotFound("driver profile not found", code="driver_not_found")
+    if driver.is_online != online:
+        driver.is_online = online
+        driver.status_changed_at = utcnow()
+    await session.flush()
+    return driver

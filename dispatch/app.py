@@ -1,0 +1,119 @@
+"""The ASGI app: API routes and, in `serve` mode, the dispatcher loop in the same process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.core.database import create_engine, create_sessionmaker
+from dispatch.core.errors import install_error_handlers
+from dispatch.core.redis import RegionKeys, create_redis
+from dispatch.core.settings import Settings, get_settings
+from dispatch.dispatcher.presence import LocationIndex
+from dispatch.dispatcher.worker import dispatch_forever
+from dispatch.events.hub import EventHub
+from dispatch.matching.eta import EtaModel, StraightLineEta
+from dispatch.realtime.connection import ConnectionLimiter
+
+log = logging.getLogger(__name__)
+
+DrivingGate = Callable[[AsyncSession, Any], Awaitable[None]]
+
+
+def default_eta(settings: Settings) -> EtaModel:
+    return StraightLineEta(speed_kmh=settings.eta_speed_kmh, circuity=settings.eta_circuity)
+
+
+def create_app(
+    settings: Settings | None = None, *, with_api: bool = True, with_dispatcher: bool = False
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = app.state
+        state.settings = settings
+        state.engine = create_engine(settings)
+        state.sessionmaker = create_sessionmaker(state.engine)
+        state.redis = create_redis(settings.redis_url)
+        state.eta = default_eta(settings)
+        state.event_hub = EventHub(state.redis)
+        state.location_index = LocationIndex(
+            state.redis, RegionKeys(settings.region), settings.location_flush_ms / 1000
+        )
+        state.ws_limiter = ConnectionLimiter()
+        state.driving_gate = None
+        state.metrics_location_updates = lambda: None
+        for hook in app_hooks:
+            hook(app)
+        await state.event_hub.start()
+        await state.location_index.start()
+        dispatcher = (
+            asyncio.create_task(dispatch_forever(state, settings, state.eta)) if with_dispatcher else None
+        )
+        try:
+            yield
+        finally:
+            if dispatcher is not None:
+                dispatcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await dispatcher
+            await state.location_index.stop()
+            await state.event_hub.stop()
+            await state.redis.aclose()
+            await state.engine.dispose()
+
+    app = FastAPI(
+        title="coop-dispatch",
+        version="0.1.0",
+        summary="Dispatch for driver-owned ride-hailing co-operatives",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"error": "validation_error", "detail": details}, status_code=422)
+
+    if with_api:
+        from dispatch.accounts.endpoints import router as auth_router
+        from driver_api.endpoints import router as driver_router
+        from governance.endpoints import router as governance_router
+        from rider_api.endpoints import router as rider_router
+
+        for router in (auth_router, rider_router, driver_router, governance_router):
+            app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request) -> JSONResponse:
+        state = request.app.state
+        try:
+            async with state.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            await state.redis.ping()
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return app
+
+
+# Other packages (governance, metrics) extend the app at startup without the core importing them.
+app_hooks: list[Callable[[FastAPI], None]] = []

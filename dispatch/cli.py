@@ -1,0 +1,104 @@
+"""`coop-dispatch`: migrate, serve, api, dispatcher, demo, and the commands other packages add."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from types import SimpleNamespace
+
+from dispatch.core.settings import get_settings
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from dispatch.migrate import upgrade
+
+    upgrade()
+    print("database migrated to the latest schema")
+    return 0
+
+
+def _uvicorn(args: argparse.Namespace, factory: str) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=args.host,
+        port=args.port,
+        ws="websockets-sansio",
+        ws_max_size=get_settings().ws_max_frame_bytes * 4,
+        log_level=args.log_level,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    return _uvicorn(args, "dispatch.entrypoints:api_and_dispatcher")
+
+
+def _api(args: argparse.Namespace) -> int:
+    return _uvicorn(args, "dispatch.entrypoints:api_only")
+
+
+def _dispatcher(args: argparse.Namespace) -> int:
+    from dispatch.entrypoints import run_dispatcher
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(run_dispatcher(get_settings()))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        loop.close()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dispatch.entrypoints import seed_demo_coop
+
+    for login in asyncio.run(seed_demo_coop(get_settings())):
+        print(f"  {login.role:9} {login.name:14} {login.email:22} password: {login.password}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coop-dispatch", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+    for name, run, help_text in (
+        ("serve", _serve, "API and dispatcher in one process"),
+        ("api", _api, "the API role only (run any number)"),
+    ):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--host", default="127.0.0.1")
+        command.add_argument("--port", type=int, default=8000)
+        command.add_argument("--log-level", default="info")
+        command.set_defaults(run=run)
+    dispatcher = commands.add_parser("dispatcher", help="the dispatcher role only (run any number)")
+    dispatcher.add_argument("--log-level", default="info")
+    dispatcher.set_defaults(run=_dispatcher)
+    commands.add_parser("demo", help="seed the demo co-op (idempotent)").set_defaults(run=_demo)
+    for register in command_plugins():
+        register(commands)
+    return parser
+
+
+def command_plugins() -> list[SimpleNamespace]:
+    return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

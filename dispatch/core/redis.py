@@ -1,0 +1,41 @@
+"""Redis client and key names. One hash tag per region keeps Redis Cluster possible."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from fastapi import Depends, Request
+
+Redis = aioredis.Redis
+
+
+def create_redis(url: str) -> Redis:
+    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+class RegionKeys:
+    """Every key of one region shares the `{region}` hash tag (one cluster slot)."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.prefix = f"coop:{{{region}}}"
+        self.drivers_geo = f"{self.prefix}:drivers:geo"
+        self.drivers_seen = f"{self.prefix}:drivers:seen"
+        self.dispatch_wakeup = f"{self.prefix}:dispatch:wakeup"
+
+    def user_channel(self, user_id: uuid.UUID | str) -> str:
+        return f"{self.prefix}:user:{user_id}"
+
+
+def login_attempts_key(email: str) -> str:
+    return f"coop:{{auth}}:login:{email.lower()}"
+
+
+def get_redis(request: Request) -> Redis:
+    client: Redis = request.app.state.redis
+    return client
+
+
+RedisDep = Annotated[Redis, Depends(get_redis)]

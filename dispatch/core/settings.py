@@ -1,0 +1,69 @@
+"""Settings, read from the environment (prefix COOP_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COOP_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/coop_dispatch"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    region: str = "nyc"
+
+    jwt_secret: str = Field(default="change-me-in-production-please-32b", min_length=32)
+    jwt_issuer: str = "coop-dispatch"
+    jwt_audience: str = "coop-dispatch-apps"
+    access_token_ttl_s: int = 900
+    login_attempts_per_minute: int = 10
+
+    currency: str = "USD"
+    quote_ttl_s: int = 300
+    eta_speed_kmh: float = 25.0
+    eta_circuity: float = 1.3
+
+    batch_interval_s: float = 2.0
+    offer_ttl_s: float = 15.0
+    request_timeout_s: float = 120.0
+    driver_silence_s: float = 30.0
+    radius_steps_m: str = "0:3000,20:6000,40:10000"
+    max_pickup_eta_s: int = 1800
+    fairness_weight: float = 0.0
+    require_membership_to_drive: bool = False
+
+    ws_max_frame_bytes: int = 4096
+    ws_heartbeat_s: float = 20.0
+    ws_send_queue: int = 256
+    ws_max_connections_per_user: int = 3
+    ws_messages_per_second: int = 20
+    ws_allowed_origins: str = ""
+    location_flush_ms: float = 5.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _plain_postgres(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
+            raise ValueError("COOP_DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @property
+    def async_database_url(self) -> str:
+        rest = self.database_url.split("://", 1)[1]
+        return f"postgresql+asyncpg://{rest}"
+
+    @property
+    def radius_schedule_m(self) -> tuple[tuple[float, float], ...]:
+        steps = []
+        for part in self.radius_steps_m.split(","):
+            after_s, radius_m = part.split(":")
+            steps.append((float(after_s), float(radius_m)))
+        return tuple(sorted(steps))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,48 @@
+"""Process entry points: the ASGI factories uvicorn imports and the dispatcher's main."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from fastapi import FastAPI
+
+from dispatch.app import create_app, default_eta
+from dispatch.core.database import create_engine, create_sessionmaker, transaction
+from dispatch.core.redis import create_redis
+from dispatch.core.settings import Settings, get_settings
+from dispatch.demo import DemoLogin, seed_demo
+from dispatch.dispatcher.worker import dispatch_forever
+
+
+def api_only() -> FastAPI:
+    return create_app(get_settings(), with_api=True, with_dispatcher=False)
+
+
+def api_and_dispatcher() -> FastAPI:
+    return create_app(get_settings(), with_api=True, with_dispatcher=True)
+
+
+async def run_dispatcher(settings: Settings) -> None:
+    engine = create_engine(settings, pool_size=4)
+    state = SimpleNamespace(
+        settings=settings,
+        engine=engine,
+        sessionmaker=create_sessionmaker(engine),
+        redis=create_redis(settings.redis_url),
+    )
+    try:
+        await dispatch_forever(state, settings, default_eta(settings))
+    finally:
+        await state.redis.aclose()
+        await engine.dispose()
+
+
+async def seed_demo_coop(settings: Settings) -> list[DemoLogin]:
+    engine = create_engine(settings, pool_size=1)
+    state = SimpleNamespace(sessionmaker=create_sessionmaker(engine), redis=create_redis(settings.redis_url))
+    try:
+        async with transaction(state) as session:
+            return await seed_demo(session, settings.region, settings.currency)
+    finally:
+        await state.redis.aclose()
+        await engine.dispose()

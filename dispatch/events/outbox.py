@@ -1,0 +1,56 @@
+"""Events are written in the transaction that causes them and published only after its commit."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.core.database import after_commit
+from dispatch.core.redis import Redis, RegionKeys
+from dispatch.core.settings import get_settings
+from dispatch.events.models import Event
+
+PENDING = "pending_events"
+
+
+def record_event(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    type: str,
+    payload: dict[str, Any],
+    ride_id: uuid.UUID | None = None,
+) -> Event:
+    event = Event(user_id=user_id, ride_id=ride_id, type=type, payload=payload)
+    session.add(event)
+    if PENDING not in session.info:
+        session.info[PENDING] = []
+        after_commit(session, lambda: publish_pending(session))
+    session.info[PENDING].append(event)
+    return event
+
+
+def event_message(event: Event) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": event.type, "event_id": event.id}
+    if event.ride_id is not None:
+        message["ride_id"] = str(event.ride_id)
+    message.update(event.payload)
+    return message
+
+
+async def publish_pending(session: AsyncSession) -> None:
+    events: list[Event] = session.info.pop(PENDING, [])
+    redis: Redis = session.info["redis"]
+    keys = RegionKeys(get_settings().region)
+    async with redis.pipeline(transaction=False) as pipe:
+        for event in events:
+            pipe.publish(keys.user_channel(event.user_id), json.dumps(event_message(event)))
+        await pipe.execute()
+
+
+async def publish_ephemeral(redis: Redis, user_id: uuid.UUID, message: dict[str, Any]) -> None:
+    """Live-only messages (a driver's position): not worth a row, fine to miss."""
+    keys = RegionKeys(get_settings().region)
+    await redis.publish(keys.user_channel(user_id), json.dumps(message))

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from geoalchemy2.functions import ST_Covers, ST_MakePoint, ST_SetSRID
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.fares.models import FarePolicy, Quote, Region
+
+
+class FareRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def policy_in_force(self, at: datetime) -> FarePolicy | None:
+        query = (
+            select(FarePolicy)
+            .where(FarePolicy.effective_at <= at)
+            .order_by(FarePolicy.effective_at.desc(), FarePolicy.version.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def policies(self) -> list[FarePolicy]:
+        query = select(FarePolicy).order_by(FarePolicy.version)
+        return list((await self.session.execute(query)).scalars())
+
+    async def policy(self, version: int) -> FarePolicy | None:
+        return await self.session.get(FarePolicy, version)
+
+    async def region_covering(self, lat: float, lng: float) -> Region | None:
+        point = ST_SetSRID(ST_MakePoint(lng, lat), 4326)
+        query = select(Region).where(ST_Covers(Region.area, point)).limit(1)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def quote(self, quote_id: uuid.UUID) -> Quote | None:
+        return await self.session.get(Quote, quote_id)
+
+    def add(self, item: Quote | FarePolicy | Region) -> None:
+        self.session.add(item)

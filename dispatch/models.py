@@ -1,0 +1,9 @@
+"""Every ORM model, imported once so metadata (and Alembic) sees all tables."""
+
+from dispatch.accounts.models import Driver, UserAccount
+from dispatch.core.database import Base
+from dispatch.events.models import Event
+from dispatch.fares.models import FarePolicy, Quote, Region
+from dispatch.rides.models import Offer, Ride
+
+__all__ = ["Base", "Driver", "Event", "FarePolicy", "Offer", "Quote", "Region", "Ride", "UserAccount"]

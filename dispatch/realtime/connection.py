@@ -1,0 +1,277 @@
+"""A WebSocket session: token check, bounded send queue, per-connection seq, heartbeat, limits.
+
+A connection is a receive loop plus a send task (as in encode/broadcaster's example). Durable
+events carry `event_id`; a client that reconnects with `?after=<event_id>` gets what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+from sqlalchemy import select
+from starlette.websockets import WebSocketState
+
+from dispatch.accounts.dependencies import websocket_token
+from dispatch.core.database import transaction
+from dispatch.core.redis import RegionKeys
+from dispatch.core.security import TokenClaims, decode_access_token
+from dispatch.core.settings import Settings
+from dispatch.events.models import Event
+from dispatch.events.outbox import event_message
+
+log = logging.getLogger(__name__)
+
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+CLOSE_HEARTBEAT = 4408
+REPLAY_LIMIT = 1000
+
+Handler = Callable[["Connection", dict[str, Any]], Awaitable[None]]
+
+
+class ConnectionLimiter:
+    """Caps one user's sockets on this process."""
+
+    def __init__(self) -> None:
+        self.open: dict[uuid.UUID, int] = defaultdict(int)
+
+    def total(self) -> int:
+        return sum(self.open.values())
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, claims: TokenClaims, settings: Settings) -> None:
+        self.websocket = websocket
+        self.claims = claims
+        self.settings = settings
+        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=settings.ws_send_queue)
+        self.seq = 0
+        self.last_event_id = 0
+        self.last_heard = time.monotonic()
+        self.state: dict[str, Any] = {}
+        self._tokens = float(settings.ws_messages_per_second * 2)
+        self._refilled = time.monotonic()
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return self.claims.user_id
+
+    def send(self, message: dict[str, Any]) -> None:
+        event_id = message.get("event_id")
+        if isinstance(event_id, int):
+            if event_id <= self.last_event_id:
+                return
+            self.last_event_id = event_id
+        self.seq += 1
+        framed = {**message, "seq": self.seq}
+        if self.outbox.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.outbox.get_nowait()
+            self.outbox.put_nowait({"type": "resync", "reason": "send queue overflowed"})
+        self.outbox.put_nowait(framed)
+
+    def error(self, error: str, detail: str, request: dict[str, Any] | None = None) -> None:
+        message: dict[str, Any] = {"type": "error", "error": error, "detail": detail}
+        if request is not None and isinstance(request.get("type"), str):
+            message["for"] = request["type"]
+            for key in ("offer_id", "ride_id", "id"):
+                if key in request:
+                    message[key] = request[key]
+        self.send(message)
+
+    def allow_message(self) -> bool:
+        now = time.monotonic()
+        rate = self.settings.ws_messages_per_second
+        self._tokens = min(rate * 2, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+async def authenticate(websocket: WebSocket, settings: Settings, role: str) -> TokenClaims | None:
+    token = websocket_token(dict(websocket.headers), dict(websocket.query_params))
+    claims = decode_access_token(settings, token) if token else None
+    reason = None
+    if claims is None:
+        reason = "missing, invalid or expired token"
+    elif claims.role != role:
+        reason = f"this socket is for {role}s"
+    if reason is not None:
+        await websocket.accept()
+        await websocket.close(code=CLOSE_POLICY, reason=reason)
+        return None
+    return claims
+
+
+def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
+    """Native apps send no Origin; a browser page must come from a configured origin."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    allowed = settings.ws_allowed_origins
+    return allowed == "*" or origin in allowed.split(",")
+
+
+async def serve(
+    websocket: WebSocket,
+    role: str,
+    on_message: Handler,
+    on_open: Callable[[Connection], Awaitable[None]] | None = None,
+    on_event: Callable[[Connection, dict[str, Any]], None] | None = None,
+) -> None:
+    app_state = websocket.app.state
+    settings: Settings = app_state.settings
+    if not origin_allowed(websocket, settings):
+        await websocket.accept()
+        await websocket.close(code=CLOSE_POLICY, reason="origin not allowed")
+        return
+    claims = await authenticate(websocket, settings, role)
+    if claims is None:
+        return
+    limiter: ConnectionLimiter = app_state.ws_limiter
+    if limiter.open[claims.user_id] >= settings.ws_max_connections_per_user:
+        await websocket.accept()
+        await websocket.close(code=CLOSE_TRY_AGAIN, reason="too many connections for this user")
+        return
+    limiter.open[claims.user_id] += 1
+    connection = Connection(websocket, claims, settings)
+    channel = RegionKeys(settings.region).user_channel(claims.user_id)
+    try:
+        await websocket.accept()
+        async with app_state.event_hub.listen(channel, settings.ws_send_queue) as live:
+            after = _after_param(websocket)
+            connection.send({"type": "hello", "user_id": str(claims.user_id), "role": role})
+            if after is not None:
+                connection.last_event_id = after
+                await _replay(app_state, connection, after)
+            if on_open is not None:
+                await on_open(connection)
+            tasks = [
+                asyncio.create_task(_pump_live(connection, live, on_event)),
+                asyncio.create_task(_write(connection)),
+                asyncio.create_task(_heartbeat(connection)),
+            ]
+            try:
+                await _read(connection, on_message)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        limiter.open[claims.user_id] -= 1
+        if limiter.open[claims.user_id] <= 0:
+            del limiter.open[claims.user_id]
+
+
+def _after_param(websocket: WebSocket) -> int | None:
+    raw = websocket.query_params.get("after")
+    if raw is None or not raw.isdigit():
+        return None
+    return int(raw)
+
+
+async def _replay(app_state: Any, connection: Connection, after: int) -> None:
+    async with transaction(app_state) as session:
+        query = (
+            select(Event)
+            .where(Event.user_id == connection.user_id, Event.id > after)
+            .order_by(Event.id)
+            .limit(REPLAY_LIMIT)
+        )
+        for event in (await session.execute(query)).scalars():
+            connection.send(event_message(event))
+
+
+async def _pump_live(
+    connection: Connection,
+    live: asyncio.Queue[dict[str, Any]],
+    on_event: Callable[[Connection, dict[str, Any]], None] | None,
+) -> None:
+    while True:
+        message = await live.get()
+        if on_event is not None:
+            on_event(connection, message)
+        connection.send(message)
+
+
+async def _write(connection: Connection) -> None:
+    while True:
+        message = await connection.outbox.get()
+        if message is None:
+            return
+        await connection.websocket.send_text(json.dumps(message))
+
+
+async def _heartbeat(connection: Connection) -> None:
+    interval = connection.settings.ws_heartbeat_s
+    while True:
+        await asyncio.sleep(interval)
+        if time.monotonic() - connection.last_heard > interval * 3:
+            await _close(connection, CLOSE_HEARTBEAT, "missed heartbeats")
+            return
+        connection.send({"type": "ping"})
+
+
+async def _close(connection: Connection, code: int, reason: str) -> None:
+    if connection.websocket.application_state is WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await connection.websocket.close(code=code, reason=reason)
+
+
+async def _read(connection: Connection, on_message: Handler) -> None:
+    websocket = connection.websocket
+    limit = connection.settings.ws_max_frame_bytes
+    flood_strikes = 0
+    while True:
+        frame = await websocket.receive()
+        if frame["type"] == "websocket.disconnect":
+            return
+        raw = frame.get("text")
+        if raw is None:
+            data = frame.get("bytes") or b""
+            if len(data) > limit:
+                await _close(connection, CLOSE_TOO_BIG, f"frames are limited to {limit} bytes")
+                return
+            connection.error("bad_message", "send JSON text frames")
+            continue
+        if len(raw) > limit:
+            await _close(connection, CLOSE_TOO_BIG, f"frames are limited to {limit} bytes")
+            return
+        connection.last_heard = time.monotonic()
+        if not connection.allow_message():
+            flood_strikes += 1
+            if flood_strikes > connection.settings.ws_messages_per_second * 5:
+                await _close(connection, CLOSE_POLICY, "message flood")
+                return
+            connection.error("rate_limited", "too many messages; slow down")
+            continue
+        flood_strikes = 0
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            connection.error("bad_message", "not valid JSON")
+            continue
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            connection.error("bad_message", "every message is a JSON object with a string `type`")
+            continue
+        if message["type"] == "pong":
+            continue
+        try:
+            await on_message(connection, message)
+        except Exception:
+            log.exception("websocket handler failed for %s", message.get("type"))
+            connection.error("internal_error", "the message could not be handled; retry", message)

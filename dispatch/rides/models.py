@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geography
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch.core.database import Base
+from dispatch.fares.models import point_from
+
+
+class RideStatus(enum.StrEnum):
+    requested = "requested"
+    matched = "matched"
+    arrived = "arrived"
+    in_progress = "in_progress"
+    completed = "completed"
+    cancelled = "cancelled"
+    unfulfilled = "unfulfilled"
+
+
+ACTIVE_STATUSES = (RideStatus.matched, RideStatus.arrived, RideStatus.in_progress)
+OPEN_STATUSES = (RideStatus.requested, *ACTIVE_STATUSES)
+TERMINAL_STATUSES = (RideStatus.completed, RideStatus.cancelled, RideStatus.unfulfilled)
+
+
+class OfferStatus(enum.StrEnum):
+    pending = "pending"
+    accepted = "accepted"
+    declined = "declined"
+    expired = "expired"
+    withdrawn = "withdrawn"
+
+
+def _status_enum(enum_type: type[enum.StrEnum], name: str) -> Enum:
+    return Enum(enum_type, name=name, native_enum=False, length=16, create_constraint=True)
+
+
+class Ride(Base):
+    __tablename__ = "ride"
+    __table_args__ = (
+        # PostgreSQL, not Redis, decides: a driver holds at most one active ride.
+        Index(
+            "uq_ride_driver_active",
+            "driver_id",
+            unique=True,
+            postgresql_where=text("status IN ('matched', 'arrived', 'in_progress')"),
+        ),
+        Index("ix_ride_open", "region_id", "requested_at", postgresql_where=text("status = 'requested'")),
+        UniqueConstraint("rider_id", "idempotency_key", name="uq_ride_rider_idempotency_key"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    rider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id"), index=True)
+    driver_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("driver.user_id"), index=True)
+    quote_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("quote.id"), unique=True)
+    region_id: Mapped[str] = mapped_column(ForeignKey("region.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[RideStatus] = mapped_column(_status_enum(RideStatus, "ride_status"))
+    pickup_lat: Mapped[float] = mapped_column(Float)
+    pickup_lng: Mapped[float] = mapped_column(Float)
+    dropoff_lat: Mapped[float] = mapped_column(Float)
+    dropoff_lng: Mapped[float] = mapped_column(Float)
+    pickup: Mapped[Any] = mapped_column(
+        Geography("POINT", srid=4326, spatial_index=True), point_from("pickup_lat", "pickup_lng")
+    )
+    dropoff: Mapped[Any] = mapped_column(
+        Geography("POINT", srid=4326, spatial_index=False),
+        point_from("dropoff_lat", "dropoff_lng"),
+    )
+    distance_m: Mapped[int] = mapped_column(Integer)
+    duration_s: Mapped[int] = mapped_column(Integer)
+    total_cents: Mapped[int] = mapped_column(Integer)
+    driver_cents: Mapped[int] = mapped_column(Integer)
+    coop_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    policy_version: Mapped[int] = mapped_column(ForeignKey("fare_policy.version"))
+    pickup_eta_s: Mapped[int | None] = mapped_column(Integer)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    matched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    arrived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_by: Mapped[str | None] = mapped_column(String(16))
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class Offer(Base):
+    __tablename__ = "offer"
+    __table_args__ = (
+        # One pending offer per ride and per driver, whatever any dispatcher believes.
+        Index("uq_offer_ride_pending", "ride_id", unique=True, postgresql_where=text("status = 'pending'")),
+        Index("uq_offer_driver_pending", "driver_id", unique=True, postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    ride_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ride.id", ondelete="CASCADE"), index=True)
+    driver_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("driver.user_id"), index=True)
+    status: Mapped[OfferStatus] = mapped_column(_status_enum(OfferStatus, "offer_status"))
+    eta_s: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.accounts.models import Driver, UserAccount
+from dispatch.rides.models import ACTIVE_STATUSES, OPEN_STATUSES, Offer, OfferStatus, Ride, RideStatus
+
+
+class RideRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def ride(self, ride_id: uuid.UUID, *, for_update: bool = False) -> Ride | None:
+        return await self.session.get(Ride, ride_id, with_for_update=for_update, populate_existing=for_update)
+
+    async def offer(self, offer_id: uuid.UUID, *, for_update: bool = False) -> Offer | None:
+        return await self.session.get(Offer, offer_id, with_for_update=for_update, populate_existing=for_update)
+
+    async def by_idempotency_key(self, rider_id: uuid.UUID, key: str) -> Ride | None:
+        query = select(Ride).where(Ride.rider_id == rider_id, Ride.idempotency_key == key)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def by_quote(self, quote_id: uuid.UUID) -> Ride | None:
+        query = select(Ride).where(Ride.quote_id == quote_id)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def open_ride_of_rider(self, rider_id: uuid.UUID) -> Ride | None:
+        query = select(Ride).where(Ride.rider_id == rider_id, Ride.status.in_(OPEN_STATUSES)).limit(1)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def active_ride_of_driver(self, driver_id: uuid.UUID) -> Ride | None:
+        query = select(Ride).where(Ride.driver_id == driver_id, Ride.status.in_(ACTIVE_STATUSES))
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def rides_of_rider(
+        self, rider_id: uuid.UUID, limit: int, before: datetime | None
+    ) -> Sequence[Ride]:
+        query = select(Ride).where(Ride.rider_id == rider_id)
+        if before is not None:
+            query = query.where(Ride.requested_at < before)
+        query = query.order_by(Ride.requested_at.desc()).limit(limit)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def rides_of_driver(
+        self, driver_id: uuid.UUID, statuses: Sequence[RideStatus], limit: int, before: datetime | None
+    ) -> Sequence[Ride]:
+        query = select(Ride).where(Ride.driver_id == driver_id, Ride.status.in_(statuses))
+        if before is not None:
+            query = query.where(Ride.requested_at < before)
+        query = query.order_by(Ride.requested_at.desc()).limit(limit)
+        return (await self.session.execute(query)).scalars().all()
+
+    async def pending_offers_of_ride(self, ride_id: uuid.UUID) -> Sequence[Offer]:
+        query = select(Offer).where(Offer.ride_id == ride_id, Offer.status == OfferStatus.pending)
+        return (await self.session.execute(query.with_for_update())).scalars().all()
+
+    async def pending_offer_of_driver(self, driver_id: uuid.UUID) -> Offer | None:
+        query = select(Offer).where(Offer.driver_id == driver_id, Offer.status == OfferStatus.pending)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def driver_profile(self, driver_id: uuid.UUID) -> tuple[UserAccount, Driver] | None:
+        query = select(UserAccount, Driver).join(Driver, Driver.user_id == UserAccount.id)
+        row = (await self.session.execute(query.where(UserAccount.id == driver_id))).first()
+        return (row[0], row[1]) if row else None
+
+    async def user(self, user_id: uuid.UUID) -> UserAccount | None:
+        return await self.session.get(UserAccount, user_id)
+
+    async def set_offer_status(self, offer_ids: Sequence[uuid.UUID], status: OfferStatus, at: datetime) -> None:
+        if offer_ids:
+            await self.session.execute(
+                update(Offer).where(Offer.id.in_(offer_ids)).values(status=status, responded_at=at)
+            )
+
+    def add(self, item: Ride | Offer) -> None:
+        self.session.add(item)

@@ -1,0 +1,351 @@
+"""Ride lifecycle. Every change locks the ride row; PostgreSQL constraints have the last word."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.accounts.service import vehicle_of
+from dispatch.core.clock import utcnow
+from dispatch.core.errors import Conflict, Gone, NotFound, Unprocessable
+from dispatch.core.geo import LatLng
+from dispatch.events.outbox import record_event
+from dispatch.fares.repository import FareRepository
+from dispatch.fares.service import rider_quote
+from dispatch.rides import events
+from dispatch.rides.models import TERMINAL_STATUSES, Offer, OfferStatus, Ride, RideStatus
+from dispatch.rides.repository import RideRepository
+from dispatch.rides.schemas import (
+    AssignedDriver,
+    DriverRideRead,
+    Earnings,
+    EarningsLine,
+    Fare,
+    OfferRead,
+    Receipt,
+    RideRead,
+    RiderContact,
+)
+from dispatch.rides.state import Actor, allowed
+
+
+async def request_ride(
+    session: AsyncSession, rider_id: uuid.UUID, quote_id: uuid.UUID, idempotency_key: str | None
+) -> Ride:
+    repository = RideRepository(session)
+    if idempotency_key is not None:
+        existing = await repository.by_idempotency_key(rider_id, idempotency_key)
+        if existing is not None:
+            return _same_request(existing, quote_id)
+    quote = await rider_quote(session, rider_id, quote_id)
+    now = utcnow()
+    if quote.expires_at <= now:
+        raise Gone("the quote has expired; ask for a new one", code="quote_expired")
+    if await repository.by_quote(quote.id) is not None:
+        raise Conflict("this quote was already used for a ride", code="quote_used")
+    if await repository.open_ride_of_rider(rider_id) is not None:
+        raise Conflict("you already have a ride in progress", code="ride_already_open")
+    ride = Ride(
+        id=uuid.uuid4(),
+        rider_id=rider_id,
+        quote_id=quote.id,
+        region_id=quote.region_id,
+        idempotency_key=idempotency_key,
+        status=RideStatus.requested,
+        pickup_lat=quote.pickup_lat,
+        pickup_lng=quote.pickup_lng,
+        dropoff_lat=quote.dropoff_lat,
+        dropoff_lng=quote.dropoff_lng,
+        distance_m=quote.distance_m,
+        duration_s=quote.duration_s,
+        total_cents=quote.total_cents,
+        driver_cents=quote.driver_cents,
+        coop_cents=quote.coop_cents,
+        currency=quote.currency,
+        policy_version=quote.policy_version,
+        requested_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            repository.add(ride)
+    except IntegrityError:
+        if idempotency_key is not None:
+            existing = await repository.by_idempotency_key(rider_id, idempotency_key)
+            if existing is not None:
+                return _same_request(existing, quote_id)
+        raise Conflict("this quote was already used for a ride", code="quote_used") from None
+    record_event(session, rider_id, "ride.searching", {"status": ride.status.value}, ride.id)
+    return ride
+
+
+def _same_request(existing: Ride, quote_id: uuid.UUID) -> Ride:
+    if existing.quote_id != quote_id:
+        raise Unprocessable(
+            "this Idempotency-Key was used with a different request", code="idempotency_key_reused"
+        )
+    return existing
+
+
+async def rider_ride(session: AsyncSession, rider_id: uuid.UUID, ride_id: uuid.UUID, *, lock: bool = False) -> Ride:
+    ride = await RideRepository(session).ride(ride_id, for_update=lock)
+    if ride is None or ride.rider_id != rider_id:
+        raise NotFound("ride not found", code="ride_not_found")
+    return ride
+
+
+async def driver_ride(session: AsyncSession, driver_id: uuid.UUID, ride_id: uuid.UUID, *, lock: bool = False) -> Ride:
+    ride = await RideRepository(session).ride(ride_id, for_update=lock)
+    if ride is None or ride.driver_id != driver_id:
+        raise NotFound("ride not found", code="ride_not_found")
+    return ride
+
+
+def _require(ride: Ride, target: RideStatus, actor: Actor) -> None:
+    if not allowed(ride.status, target, actor):
+        raise Conflict(
+            f"a {ride.status.value} ride cannot become {target.value}", code="invalid_transition"
+        )
+
+
+async def _withdraw_pending_offers(session: AsyncSession, ride: Ride, now: datetime) -> None:
+    repository = RideRepository(session)
+    offers = await repository.pending_offers_of_ride(ride.id)
+    await repository.set_offer_status([o.id for o in offers], OfferStatus.withdrawn, now)
+    for offer in offers:
+        record_event(session, offer.driver_id, "offer.withdrawn", {"offer_id": str(offer.id)}, ride.id)
+
+
+async def cancel_by_rider(
+    session: AsyncSession, rider_id: uuid.UUID, ride_id: uuid.UUID, reason: str | None
+) -> Ride:
+    ride = await rider_ride(session, rider_id, ride_id, lock=True)
+    if ride.status is RideStatus.cancelled and ride.cancelled_by == Actor.rider.value:
+        return ride
+    _require(ride, RideStatus.cancelled, Actor.rider)
+    now = utcnow()
+    await _withdraw_pending_offers(session, ride, now)
+    ride.status = RideStatus.cancelled
+    ride.ended_at = now
+    ride.cancelled_by = Actor.rider.value
+    ride.cancel_reason = reason
+    payload = {"status": ride.status.value, "cancelled_by": "rider", "reason": reason}
+    record_event(session, rider_id, "ride.cancelled", payload, ride.id)
+    if ride.driver_id is not None:
+        record_event(session, ride.driver_id, "ride.cancelled", payload, ride.id)
+    await session.flush()
+    return ride
+
+
+async def accept_offer(session: AsyncSession, driver_id: uuid.UUID, offer_id: uuid.UUID) -> Ride:
+    repository = RideRepository(session)
+    offer = await repository.offer(offer_id, for_update=True)
+    if offer is None or offer.driver_id != driver_id:
+        raise NotFound("offer not found", code="offer_not_found")
+    if offer.status is OfferStatus.accepted:
+        ride = await driver_ride(session, driver_id, offer.ride_id)
+        return ride
+    if offer.status is not OfferStatus.pending:
+        raise Conflict(f"the offer was {offer.status.value}", code="offer_not_pending")
+    now = utcnow()
+    if offer.expires_at <= now:
+        raise Conflict("the offer has expired", code="offer_expired")
+    ride = await repository.ride(offer.ride_id, for_update=True)
+    if ride is None or ride.status is not RideStatus.requested:
+        raise Conflict("the ride is no longer available", code="ride_not_available")
+    offer.status = OfferStatus.accepted
+    offer.responded_at = now
+    ride.status = RideStatus.matched
+    ride.driver_id = driver_id
+    ride.matched_at = now
+    ride.pickup_eta_s = offer.eta_s
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict("you already have an active ride", code="driver_busy") from None
+    await events.ride_matched(session, ride)
+    return ride
+
+
+async def decline_offer(session: AsyncSession, driver_id: uuid.UUID, offer_id: uuid.UUID) -> Offer:
+    offer = await RideRepository(session).offer(offer_id, for_update=True)
+    if offer is None or offer.driver_id != driver_id:
+        raise NotFound("offer not found", code="offer_not_found")
+    if offer.status is OfferStatus.declined:
+        return offer
+    if offer.status is not OfferStatus.pending:
+        raise Conflict(f"the offer was {offer.status.value}", code="offer_not_pending")
+    offer.status = OfferStatus.declined
+    offer.responded_at = utcnow()
+    await session.flush()
+    return offer
+
+
+async def advance_by_driver(
+    session: AsyncSession, driver_id: uuid.UUID, ride_id: uuid.UUID, target: RideStatus
+) -> Ride:
+    ride = await driver_ride(session, driver_id, ride_id, lock=True)
+    if ride.status is target:
+        return ride
+    _require(ride, target, Actor.driver)
+    now = utcnow()
+    ride.status = target
+    if target is RideStatus.arrived:
+        ride.arrived_at = now
+        record_event(session, ride.rider_id, "ride.arrived", {"status": target.value}, ride.id)
+    elif target is RideStatus.in_progress:
+        ride.started_at = now
+        record_event(session, ride.rider_id, "ride.started", {"status": target.value}, ride.id)
+    elif target is RideStatus.completed:
+        ride.ended_at = now
+        receipt = (await receipt_of(session, ride)).model_dump(mode="json")
+        payload = {"status": target.value, "receipt": receipt}
+        record_event(session, ride.rider_id, "ride.completed", payload, ride.id)
+        record_event(session, driver_id, "ride.completed", payload, ride.id)
+    await session.flush()
+    return ride
+
+
+async def cancel_by_driver(
+    session: AsyncSession, driver_id: uuid.UUID, ride_id: uuid.UUID, reason: str
+) -> Ride:
+    """The driver steps back before pickup: the rider goes back to the queue, not home."""
+    ride = await driver_ride(session, driver_id, ride_id, lock=True)
+    _require(ride, RideStatus.requested, Actor.driver)
+    now = utcnow()
+    ride.status = RideStatus.requested
+    ride.driver_id = None
+    ride.matched_at = None
+    ride.arrived_at = None
+    ride.pickup_eta_s = None
+    ride.requested_at = now
+    ride.cancel_reason = reason
+    ride.cancelled_by = Actor.driver.value
+    record_event(
+        session, ride.rider_id, "ride.driver_cancelled", {"status": "requested", "reason": reason}, ride.id
+    )
+    record_event(session, ride.rider_id, "ride.searching", {"status": "requested"}, ride.id)
+    record_event(
+        session, driver_id, "ride.cancelled", {"status": "cancelled", "cancelled_by": "driver"}, ride.id
+    )
+    await session.flush()
+    return ride
+
+
+async def receipt_of(session: AsyncSession, ride: Ride) -> Receipt:
+    repository = FareRepository(session)
+    quote = await repository.quote(ride.quote_id)
+    policy = await repository.policy(ride.policy_version)
+    assert quote is not None and policy is not None
+    return Receipt(
+        ride_id=ride.id,
+        total_cents=ride.total_cents,
+        driver_cents=ride.driver_cents,
+        coop_cents=ride.coop_cents,
+        currency=ride.currency,
+        breakdown=quote.breakdown,
+        policy_version=ride.policy_version,
+        proposal_id=policy.proposal_id,
+        distance_m=ride.distance_m,
+        duration_s=ride.duration_s,
+        completed_at=ride.ended_at or utcnow(),
+    )
+
+
+async def assigned_driver(session: AsyncSession, driver_id: uuid.UUID) -> AssignedDriver | None:
+    profile = await RideRepository(session).driver_profile(driver_id)
+    if profile is None:
+        return None
+    user, driver = profile
+    return AssignedDriver(id=user.id, name=user.name, vehicle=vehicle_of(driver))
+
+
+async def rider_view(session: AsyncSession, ride: Ride) -> RideRead:
+    return RideRead(
+        id=ride.id,
+        status=ride.status.value,
+        pickup=LatLng(lat=ride.pickup_lat, lng=ride.pickup_lng),
+        dropoff=LatLng(lat=ride.dropoff_lat, lng=ride.dropoff_lng),
+        fare=Fare(
+            total_cents=ride.total_cents,
+            driver_cents=ride.driver_cents,
+            coop_cents=ride.coop_cents,
+            currency=ride.currency,
+            policy_version=ride.policy_version,
+        ),
+        distance_m=ride.distance_m,
+        duration_s=ride.duration_s,
+        driver=await assigned_driver(session, ride.driver_id) if ride.driver_id else None,
+        pickup_eta_s=ride.pickup_eta_s,
+        requested_at=ride.requested_at,
+        matched_at=ride.matched_at,
+        arrived_at=ride.arrived_at,
+        started_at=ride.started_at,
+        ended_at=ride.ended_at,
+        cancelled_by=ride.cancelled_by,
+        cancel_reason=ride.cancel_reason,
+        receipt=await receipt_of(session, ride) if ride.status is RideStatus.completed else None,
+    )
+
+
+async def driver_view(session: AsyncSession, ride: Ride) -> DriverRideRead:
+    rider = None
+    if ride.status not in TERMINAL_STATUSES:
+        user = await RideRepository(session).user(ride.rider_id)
+        rider = RiderContact(name=user.name, phone=user.phone) if user else None
+    return DriverRideRead(
+        id=ride.id,
+        status=ride.status.value,
+        pickup=LatLng(lat=ride.pickup_lat, lng=ride.pickup_lng),
+        dropoff=LatLng(lat=ride.dropoff_lat, lng=ride.dropoff_lng),
+        driver_cents=ride.driver_cents,
+        coop_cents=ride.coop_cents,
+        total_cents=ride.total_cents,
+        currency=ride.currency,
+        pickup_eta_s=ride.pickup_eta_s,
+        rider=rider,
+        matched_at=ride.matched_at,
+        ended_at=ride.ended_at,
+    )
+
+
+def offer_view(offer: Offer, ride: Ride) -> OfferRead:
+    return OfferRead(
+        offer_id=offer.id,
+        ride_id=ride.id,
+        status=offer.status.value,
+        pickup=LatLng(lat=ride.pickup_lat, lng=ride.pickup_lng),
+        dropoff=LatLng(lat=ride.dropoff_lat, lng=ride.dropoff_lng),
+        driver_cents=ride.driver_cents,
+        currency=ride.currency,
+        pickup_eta_s=offer.eta_s,
+        expires_at=offer.expires_at,
+    )
+
+
+async def earnings(
+    session: AsyncSession, driver_id: uuid.UUID, limit: int, before: datetime | None
+) -> Earnings:
+    found = await RideRepository(session).rides_of_driver(driver_id, [RideStatus.completed], limit, before)
+    lines = [
+        EarningsLine(
+            ride_id=ride.id,
+            completed_at=ride.ended_at or ride.requested_at,
+            gross_cents=ride.total_cents,
+            coop_commission_cents=ride.coop_cents,
+            net_cents=ride.driver_cents,
+            currency=ride.currency,
+            policy_version=ride.policy_version,
+        )
+        for ride in found
+    ]
+    return Earnings(
+        rides=lines,
+        total_gross_cents=sum(line.gross_cents for line in lines),
+        total_coop_commission_cents=sum(line.coop_commission_cents for line in lines),
+        total_net_cents=sum(line.net_cents for line in lines),
+        currency=lines[0].currency if lines else "USD",
+    )

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Request, WebSocket
+
+from dispatch.accounts.dependencies import CurrentRider, SettingsDep
+from dispatch.core.database import SessionDep
+from dispatch.core.errors import Conflict, Gone, NotFound, Unauthorized, Unprocessable, responses
+from dispatch.core.geo import LatLng
+from dispatch.fares import service as fares
+from dispatch.fares.schemas import QuoteCreate, QuoteRead
+from dispatch.realtime.connection import Connection, serve
+from dispatch.rides import service as rides
+from dispatch.rides.repository import RideRepository
+from dispatch.rides.schemas import CancelRequest, RideRead, RideRequest
+
+router = APIRouter(prefix="/v1/rider", tags=["rider"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+@router.post("/quotes", status_code=201, responses=responses(Unauthorized, Unprocessable))
+async def create_quote(
+    body: QuoteCreate, rider: CurrentRider, session: SessionDep, settings: SettingsDep, request: Request
+) -> QuoteRead:
+    quote = await fares.create_quote(session, settings, request.app.state.eta, rider.user_id, body)
+    return QuoteRead(
+        id=quote.id,
+        pickup=LatLng(lat=quote.pickup_lat, lng=quote.pickup_lng),
+        dropoff=LatLng(lat=quote.dropoff_lat, lng=quote.dropoff_lng),
+        total_cents=quote.total_cents,
+        driver_cents=quote.driver_cents,
+        coop_cents=quote.coop_cents,
+        currency=quote.currency,
+        breakdown=quote.breakdown,
+        policy_version=quote.policy_version,
+        distance_m=quote.distance_m,
+        duration_s=quote.duration_s,
+        created_at=quote.created_at,
+        expires_at=quote.expires_at,
+    )
+
+
+@router.post(
+    "/rides", status_code=201, responses=responses(Unauthorized, NotFound, Conflict, Gone, Unprocessable)
+)
+async def request_ride(
+    body: RideRequest, rider: CurrentRider, session: SessionDep, idempotency_key: IdempotencyKey = None
+) -> RideRead:
+    ride = await rides.request_ride(session, rider.user_id, body.quote_id, idempotency_key)
+    return await rides.rider_view(session, ride)
+
+
+@router.get("/rides", responses=responses(Unauthorized))
+async def list_rides(
+    rider: CurrentRider,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: datetime | None = None,
+) -> list[RideRead]:
+    found = await RideRepository(session).rides_of_rider(rider.user_id, limit, before)
+    return [await rides.rider_view(session, ride) for ride in found]
+
+
+@router.get("/rides/{ride_id}", responses=responses(Unauthorized, NotFound))
+async def get_ride(ride_id: uuid.UUID, rider: CurrentRider, session: SessionDep) -> RideRead:
+    ride = await rides.rider_ride(session, rider.user_id, ride_id)
+    return await rides.rider_view(session, ride)
+
+
+@router.post("/rides/{ride_id}/cancel", responses=responses(Unauthorized, NotFound, Conflict))
+async def cancel_ride(
+    ride_id: uuid.UUID,
+    rider: CurrentRider,
+    session: SessionDep,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> RideRead:
+    reason = body.reason if body else None
+    ride = await rides.cancel_by_rider(session, rider.user_id, ride_id, reason)
+    return await rides.rider_view(session, ride)
+
+
+async def _rider_message(connection: Connection, message: dict[str, Any]) -> None:
+    connection.error("unknown_type", f"riders send only `pong`; got {message['type']!r}", message)
+
+
+@router.websocket("/ws")
+async def rider_socket(websocket: WebSocket) -> None:
+    await serve(websocket, "rider", _rider_message)

@@ -1,0 +1,131 @@
+"""Real PostgreSQL+PostGIS and Redis: a fresh test database, migrated once per run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+SERVER_URL = os.environ.get("COOP_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/coop_dispatch")
+REDIS_BASE = os.environ.get("COOP_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
+TEST_DB = "coop_dispatch_test"
+TEST_DATABASE_URL = SERVER_URL.rsplit("/", 1)[0] + "/" + TEST_DB
+TEST_REDIS_URL = REDIS_BASE + "/1"
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Every process the tests start (and get_settings() here) sees the test database and fast timings.
+os.environ.update(
+    {
+        "COOP_DATABASE_URL": TEST_DATABASE_URL,
+        "COOP_REDIS_URL": TEST_REDIS_URL,
+        "COOP_BATCH_INTERVAL_S": "0.3",
+        "COOP_OFFER_TTL_S": "4",
+        "COOP_REQUEST_TIMEOUT_S": "30",
+        "COOP_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
+    }
+)
+
+from dispatch.app import create_app  # noqa: E402
+from dispatch.core.settings import Settings, get_settings  # noqa: E402
+
+PASSWORD = "correct-horse-battery"
+
+
+async def _recreate_database() -> None:
+    admin = await asyncpg.connect(SERVER_URL.rsplit("/", 1)[0] + "/postgres")
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {TEST_DB}")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def database(settings: Settings) -> AsyncIterator[None]:
+    await _recreate_database()
+    from dispatch.migrate import upgrade
+
+    await asyncio.to_thread(upgrade)
+    from dispatch.entrypoints import seed_demo_coop
+
+    await seed_demo_coop(settings)
+    client = aioredis.Redis.from_url(TEST_REDIS_URL)
+    await client.flushdb()
+    await client.aclose()
+    yield
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    application = create_app(settings, with_api=True, with_dispatcher=False)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+class Account:
+    def __init__(self, user_id: str, email: str, token: str, role: str) -> None:
+        self.id = user_id
+        self.email = email
+        self.token = token
+        self.role = role
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def make_account(http: httpx.AsyncClient, role: str, **extra: Any) -> Account:
+    email = f"{role}-{uuid.uuid4().hex[:12]}@test.coop"
+    body: dict[str, Any] = {"email": email, "password": PASSWORD, "name": f"Test {role}", "role": role}
+    if role == "driver":
+        body["vehicle"] = {"make": "Toyota", "model": "Prius", "color": "green", "plate": "TEST123"}
+    body.update(extra)
+    response = await http.post("/v1/auth/register", json=body)
+    assert response.status_code == 201, response.text
+    token = await http.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return Account(response.json()["id"], email, token.json()["access_token"], role)
+
+
+@pytest.fixture
+async def rider(client: httpx.AsyncClient) -> Account:
+    return await make_account(client, "rider")
+
+
+@pytest.fixture
+async def driver(client: httpx.AsyncClient) -> Account:
+    return await make_account(client, "driver")
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    assert DATA_DIR.is_dir(), f"the shared NYC data is expected at {DATA_DIR}"
+    return DATA_DIR
