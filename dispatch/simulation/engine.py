@@ -1,0 +1,332 @@
+"""Replay demand against a fleet in simulated time, under one dispatch policy.
+
+Drivers drive to the pickup and then to the dropoff at the ETA model's speed and become free where
+they drop off. Each offer is declined with probability `decline_share`; the declining driver is
+then excluded for that request. A request nobody has accepted `search_timeout_s` after it was made
+is abandoned. Greedy policies react to every event (a request, a driver freeing up, a request's
+radius widening); batched policies call `plan_batch`, the production code, every
+`batch_interval_s` of simulated time.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.matching.batch import DriverSnapshot, MatchingSettings, RequestBatch, plan_batch
+from dispatch.matching.candidates import radius_for_wait
+from dispatch.matching.eta import EtaModel, FloatArray, StraightLineEta, haversine_m
+from dispatch.simulation.demand import Demand
+
+# Fare used to credit drivers: NYC's 2013 meter, $2.50 plus $1.55 per driven km.
+FARE_BASE_CENTS = 250.0
+FARE_CENTS_PER_KM = 155.0
+
+QueueRule = Literal["oldest", "nearest"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """`greedy`: nearest free driver when a request arrives; a driver who frees up while requests
+    wait serves the oldest or the nearest of them (`queue_rule`). `batched`: `plan_batch`."""
+
+    name: str
+    kind: Literal["greedy", "batched"]
+    queue_rule: QueueRule = "nearest"
+    fairness_weight: float = 0.0
+
+
+GREEDY_OLDEST = Policy("greedy-oldest", "greedy", queue_rule="oldest")
+GREEDY_NEAREST = Policy("greedy-nearest", "greedy", queue_rule="nearest")
+BATCHED = Policy("batched", "batched")
+
+
+def batched_fair(weight: float) -> Policy:
+    return Policy(f"batched-fair-{weight:g}", "batched", fairness_weight=weight)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    fleet_size: int
+    seed: int = 0
+    decline_share: float = 0.1
+    search_timeout_s: float = 300.0
+    batch_interval_s: float = 2.0
+    matching: MatchingSettings = field(default_factory=MatchingSettings)
+
+
+@dataclass
+class SimulationResult:
+    policy: Policy
+    horizon_s: float
+    served: npt.NDArray[np.bool_]
+    pickup_wait_s: FloatArray  # request to pickup, for served requests (NaN otherwise)
+    pickup_m: FloatArray  # driven metres to the pickup, for served requests
+    driver_busy_s: FloatArray  # within the horizon
+    driver_earned_cents: FloatArray
+    batch_solve_ms: list[float] = field(default_factory=list)
+    batch_requests: list[int] = field(default_factory=list)
+    batch_drivers: list[int] = field(default_factory=list)
+    batch_edges: list[int] = field(default_factory=list)
+
+
+class _Event(IntEnum):
+    DRIVER_FREE = 0
+    REQUEST = 1
+    RADIUS_WIDENS = 2
+    TIMEOUT = 3
+
+
+class _Fleet:
+    """State shared by both kinds of policy: where drivers are, when they are free, the ledger."""
+
+    def __init__(
+        self,
+        demand: Demand,
+        start_lat: FloatArray,
+        start_lng: FloatArray,
+        eta: EtaModel,
+        config: SimulationConfig,
+        policy: Policy,
+        trip_s: FloatArray,
+        trip_m: FloatArray,
+    ) -> None:
+        self.demand, self.eta, self.config = demand, eta, config
+        self.rng = np.random.default_rng([config.seed, 2])
+        self.lat, self.lng = start_lat.copy(), start_lng.copy()
+        n = len(start_lat)
+        self.free_at = np.zeros(n)
+        self.idle = np.ones(n, dtype=np.bool_)
+        self.trip_s, self.trip_m = trip_s, trip_m
+        self.circuity = eta.circuity if isinstance(eta, StraightLineEta) else 1.3
+        self.result = SimulationResult(
+            policy=policy,
+            horizon_s=demand.window_s,
+            served=np.zeros(len(demand), dtype=np.bool_),
+            pickup_wait_s=np.full(len(demand), np.nan),
+            pickup_m=np.full(len(demand), np.nan),
+            driver_busy_s=np.zeros(n),
+            driver_earned_cents=np.zeros(n),
+        )
+        self.open = np.zeros(len(demand), dtype=np.bool_)
+        self.excluded: list[set[int]] = [set() for _ in range(len(demand))]
+
+    def accepts(self, request: int, driver: int) -> bool:
+        if self.rng.random() < self.config.decline_share:
+            self.excluded[request].add(driver)
+            return False
+        return True
+
+    def commit(self, now: float, request: int, driver: int, pickup_s: float) -> None:
+        demand, result = self.demand, self.result
+        pickup_m = (
+            float(
+                haversine_m(
+                    self.lat[driver],
+                    self.lng[driver],
+                    demand.pickup_lat[request],
+                    demand.pickup_lng[request],
+                )
+            )
+            * self.circuity
+        )
+        free_at = now + pickup_s + self.trip_s[request]
+        result.served[request] = True
+        result.pickup_wait_s[request] = now - demand.request_s[request] + pickup_s
+        result.pickup_m[request] = pickup_m
+        result.driver_busy_s[driver] += max(0.0, min(free_at, result.horizon_s) - now)
+        result.driver_earned_cents[driver] += FARE_BASE_CENTS + FARE_CENTS_PER_KM * (
+            self.trip_m[request] / 1000
+        )
+        self.idle[driver] = False
+        self.free_at[driver] = free_at
+        self.lat[driver], self.lng[driver] = (
+            demand.dropoff_lat[request],
+            demand.dropoff_lng[request],
+        )
+        self.open[request] = False
+
+
+def simulate(
+    demand: Demand,
+    start_lat: FloatArray,
+    start_lng: FloatArray,
+    policy: Policy,
+    config: SimulationConfig,
+    eta: EtaModel,
+) -> SimulationResult:
+    """Run one policy over the demand. Same inputs and seed give the same result."""
+    trip_s = eta.seconds(
+        demand.pickup_lat, demand.pickup_lng, demand.dropoff_lat, demand.dropoff_lng
+    )
+    circuity = eta.circuity if isinstance(eta, StraightLineEta) else 1.3
+    trip_m = (
+        haversine_m(demand.pickup_lat, demand.pickup_lng, demand.dropoff_lat, demand.dropoff_lng)
+        * circuity
+    )
+    fleet = _Fleet(demand, start_lat, start_lng, eta, config, policy, trip_s, trip_m)
+    if policy.kind == "greedy":
+        _run_greedy(fleet, policy.queue_rule)
+    else:
+        _run_batched(fleet, policy.fairness_weight)
+    return fleet.result
+
+
+def _run_greedy(fleet: _Fleet, queue_rule: QueueRule) -> None:
+    demand, config = fleet.demand, fleet.config
+    settings = config.matching
+    events: list[tuple[float, int, int]] = [
+        (float(t), _Event.REQUEST, r) for r, t in enumerate(demand.request_s.tolist())
+    ]
+    heapq.heapify(events)
+    widen_after = sorted(wait for wait, _ in settings.radius_schedule_m if wait > 0)
+
+    def radius_now(request: int, now: float) -> float:
+        waited = np.array([now - demand.request_s[request]])
+        return float(radius_for_wait(waited, settings.radius_schedule_m)[0])
+
+    def offer_nearest_driver(request: int, now: float) -> None:
+        drivers = np.flatnonzero(fleet.idle)
+        if len(drivers) == 0:
+            return
+        lat, lng = demand.pickup_lat[request], demand.pickup_lng[request]
+        distance = haversine_m(fleet.lat[drivers], fleet.lng[drivers], lat, lng)
+        near = distance <= radius_now(request, now)
+        drivers = drivers[near]
+        pickup_s = np.rint(fleet.eta.seconds(fleet.lat[drivers], fleet.lng[drivers], lat, lng))
+        within_cap = pickup_s <= settings.max_pickup_eta_s
+        drivers, pickup_s = drivers[within_cap], pickup_s[within_cap]
+        for position in np.argsort(pickup_s, kind="stable").tolist():
+            driver = int(drivers[position])
+            if driver in fleet.excluded[request]:
+                continue
+            if fleet.accepts(request, driver):
+                fleet.commit(now, request, driver, float(pickup_s[position]))
+                heapq.heappush(events, (fleet.free_at[driver], _Event.DRIVER_FREE, driver))
+                return
+
+    def serve_from_queue(driver: int, now: float) -> None:
+        waiting = np.flatnonzero(fleet.open)
+        if len(waiting) == 0:
+            return
+        waited = now - demand.request_s[waiting]
+        radius = radius_for_wait(waited, settings.radius_schedule_m)
+        lat, lng = fleet.lat[driver], fleet.lng[driver]
+        distance = haversine_m(lat, lng, demand.pickup_lat[waiting], demand.pickup_lng[waiting])
+        near = distance <= radius
+        waiting, waited = waiting[near], waited[near]
+        pickup_s = np.rint(
+            fleet.eta.seconds(lat, lng, demand.pickup_lat[waiting], demand.pickup_lng[waiting])
+        )
+        within_cap = pickup_s <= settings.max_pickup_eta_s
+        waiting, waited, pickup_s = waiting[within_cap], waited[within_cap], pickup_s[within_cap]
+        order = np.argsort(-waited if queue_rule == "oldest" else pickup_s, kind="stable")
+        for position in order.tolist():
+            request = int(waiting[position])
+            if driver in fleet.excluded[request]:
+                continue
+            if fleet.accepts(request, driver):
+                fleet.commit(now, request, driver, float(pickup_s[position]))
+                heapq.heappush(events, (fleet.free_at[driver], _Event.DRIVER_FREE, driver))
+                return
+
+    while events:
+        now, kind, index = heapq.heappop(events)
+        if kind == _Event.DRIVER_FREE:
+            fleet.idle[index] = True
+            serve_from_queue(index, now)
+        elif kind == _Event.REQUEST:
+            fleet.open[index] = True
+            offer_nearest_driver(index, now)
+            if fleet.open[index]:
+                for wait in widen_after:
+                    if wait < config.search_timeout_s:
+                        heapq.heappush(events, (now + wait, _Event.RADIUS_WIDENS, index))
+                heapq.heappush(events, (now + config.search_timeout_s, _Event.TIMEOUT, index))
+        elif kind == _Event.RADIUS_WIDENS:
+            if fleet.open[index]:
+                offer_nearest_driver(index, now)
+        else:
+            fleet.open[index] = False
+
+
+def _run_batched(fleet: _Fleet, fairness_weight: float) -> None:
+    demand, config = fleet.demand, fleet.config
+    settings = MatchingSettings(
+        radius_schedule_m=config.matching.radius_schedule_m,
+        max_pickup_eta_s=config.matching.max_pickup_eta_s,
+        fairness_weight=fairness_weight,
+        solver_time_limit_s=config.matching.solver_time_limit_s,
+    )
+    interval = config.batch_interval_s
+    ride_ids = [str(r) for r in range(len(demand))]
+    driver_ids = [str(d) for d in range(len(fleet.lat))]
+    next_request = 0
+    tick = 0
+    end_s = demand.window_s + config.search_timeout_s
+    while tick * interval <= end_s:
+        now = tick * interval
+        fleet.idle |= fleet.free_at <= now
+        arrived = int(np.searchsorted(demand.request_s, now, side="right"))
+        fleet.open[next_request:arrived] = True
+        next_request = arrived
+        waiting = np.flatnonzero(fleet.open)
+        timed_out = waiting[now - demand.request_s[waiting] > config.search_timeout_s]
+        fleet.open[timed_out] = False
+        waiting = np.flatnonzero(fleet.open)
+        free = np.flatnonzero(fleet.idle)
+
+        if len(waiting) and len(free):
+            _dispatch_batch(fleet, now, waiting, free, ride_ids, driver_ids, settings)
+            tick += 1
+            continue
+        # Nothing to match: jump to the next tick at which something can change.
+        upcoming = [end_s + interval]
+        if next_request < len(demand):
+            upcoming.append(float(demand.request_s[next_request]))
+        if len(waiting):
+            busy_until = fleet.free_at[~fleet.idle]
+            if len(busy_until):
+                upcoming.append(float(busy_until.min()))
+        tick = max(tick + 1, int(np.ceil(min(upcoming) / interval)))
+
+
+def _dispatch_batch(
+    fleet: _Fleet,
+    now: float,
+    waiting: npt.NDArray[np.int64],
+    free: npt.NDArray[np.int64],
+    ride_ids: list[str],
+    driver_ids: list[str],
+    settings: MatchingSettings,
+) -> None:
+    demand = fleet.demand
+    requests = RequestBatch(
+        ride_ids=[ride_ids[r] for r in waiting.tolist()],
+        lat=demand.pickup_lat[waiting],
+        lng=demand.pickup_lng[waiting],
+        waited_s=now - demand.request_s[waiting],
+        excluded=[frozenset(driver_ids[d] for d in fleet.excluded[r]) for r in waiting.tolist()],
+    )
+    drivers = DriverSnapshot(
+        driver_ids=[driver_ids[d] for d in free.tolist()],
+        lat=fleet.lat[free],
+        lng=fleet.lng[free],
+        idle_s=now - fleet.free_at[free],
+        earned_cents=fleet.result.driver_earned_cents[free],
+    )
+    plan = plan_batch(requests, drivers, fleet.eta, settings)
+    result = fleet.result
+    result.batch_solve_ms.append(plan.solve_ms)
+    result.batch_requests.append(len(waiting))
+    result.batch_drivers.append(len(free))
+    result.batch_edges.append(plan.candidate_edges)
+    for assignment in plan.assignments:
+        request, driver = int(assignment.ride_id), int(assignment.driver_id)
+        if fleet.accepts(request, driver):
+            fleet.commit(now, request, driver, float(assignment.eta_s))
