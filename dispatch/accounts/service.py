@@ -30,6 +30,10 @@ async def register(session: AsyncSession, body: RegisterRequest) -> UserAccount:
         role=Role(body.role),
     )
     repository.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("an account with this email already exists", code="email_taken") from exc
     if user.role is Role.driver:
         vehicle = body.vehicle
         repository.add(
@@ -41,10 +45,7 @@ async def register(session: AsyncSession, body: RegisterRequest) -> UserAccount:
                 vehicle_plate=vehicle.plate if vehicle else None,
             )
         )
-    try:
         await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("an account with this email already exists", code="email_taken") from exc
     return user
 
 

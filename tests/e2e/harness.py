@@ -1,0 +1,167 @@
+"""Real server processes and real WebSocket clients for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    url: str | None = None
+
+    def stop(self, sig: int = 15) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    env: dict[str, str]
+    processes: list[Process] = field(default_factory=list)
+
+    def start_api(self, name: str) -> Process:
+        port = free_port()
+        process = self._spawn(name, ["api", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"])
+        process.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.popen.poll() is not None:
+                raise RuntimeError(f"{name} exited:\n{process.log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{process.url}/readyz", timeout=1).status_code == 200:
+                    return process
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} did not become ready:\n{process.log.read_text()}")
+
+    def start_dispatcher(self, name: str) -> Process:
+        return self._spawn(name, ["dispatcher", "--log-level", "info"])
+
+    def _spawn(self, name: str, args: list[str]) -> Process:
+        log = self.tmp / f"{name}.log"
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "dispatch.cli", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+
+@contextlib.contextmanager
+def running_stack(tmp: Path, **settings: str) -> Iterator[Stack]:
+    env = dict(os.environ)
+    env.update({f"COOP_{key.upper()}": value for key, value in settings.items()})
+    stack = Stack(tmp=tmp, env=env)
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+class Socket:
+    """A WebSocket client that records every message and lets a test wait for one."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.received: list[dict[str, Any]] = []
+        self._arrived = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+
+    @classmethod
+    async def open(cls, base_url: str, path: str, token: str | None, query: str = "") -> Socket:
+        url = base_url.replace("http://", "ws://") + path + (f"?{query}" if query else "")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        connection = await websockets.connect(url, additional_headers=headers, max_size=2**20)
+        return cls(connection)
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.connection:
+                message = json.loads(raw)
+                if message.get("type") == "ping":
+                    await self.connection.send(json.dumps({"type": "pong"}))
+                async with self._arrived:
+                    self.received.append(message)
+                    self._arrived.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.close_code = self.connection.close_code
+            self.close_reason = self.connection.close_reason
+            async with self._arrived:
+                self._arrived.notify_all()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.connection.send(json.dumps(message))
+
+    async def wait_for(self, kind: str, timeout: float = 15.0, **match: Any) -> dict[str, Any]:
+        seen = 0
+
+        def find() -> dict[str, Any] | None:
+            nonlocal seen
+            for message in self.received[seen:]:
+                seen += 1
+                if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
+                    return message
+            return None
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with self._arrived:
+            while True:
+                found = find()
+                if found is not None:
+                    return found
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0 or self._reader.done():
+                    kinds = [m.get("type") for m in self.received]
+                    raise AssertionError(f"no {kind} {match} within {timeout}s; got {kinds}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.received if m.get("type") == kind]
+
+    async def close(self) -> None:
+        await self.connection.close()
+        with contextlib.suppress(Exception):
+            await self._reader
