@@ -11,6 +11,7 @@ radius widening); batched policies call `plan_batch`, the production code, every
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Literal
@@ -159,8 +160,12 @@ def simulate(
     policy: Policy,
     config: SimulationConfig,
     eta: EtaModel,
+    progress: Callable[[float], None] | None = None,
 ) -> SimulationResult:
-    """Run one policy over the demand. Same inputs and seed give the same result."""
+    """Run one policy over the demand. Same inputs and seed give the same result.
+
+    `progress`, if given, is called with the share of simulated time done, every tenth or so.
+    """
     trip_s = eta.seconds(
         demand.pickup_lat, demand.pickup_lng, demand.dropoff_lat, demand.dropoff_lng
     )
@@ -170,14 +175,25 @@ def simulate(
         * circuity
     )
     fleet = _Fleet(demand, start_lat, start_lng, eta, config, policy, trip_s, trip_m)
+    report = _ProgressReport(demand.window_s + config.search_timeout_s, progress)
     if policy.kind == "greedy":
-        _run_greedy(fleet, policy.queue_rule)
+        _run_greedy(fleet, policy.queue_rule, report)
     else:
-        _run_batched(fleet, policy.fairness_weight)
+        _run_batched(fleet, policy.fairness_weight, report)
     return fleet.result
 
 
-def _run_greedy(fleet: _Fleet, queue_rule: QueueRule) -> None:
+class _ProgressReport:
+    def __init__(self, end_s: float, callback: Callable[[float], None] | None) -> None:
+        self._end_s, self._callback, self._next_share = end_s, callback, 0.1
+
+    def at(self, now: float) -> None:
+        if self._callback is not None and now >= self._next_share * self._end_s:
+            self._callback(min(1.0, now / self._end_s))
+            self._next_share = np.floor(now / self._end_s * 10 + 1) / 10
+
+
+def _run_greedy(fleet: _Fleet, queue_rule: QueueRule, report: _ProgressReport) -> None:
     demand, config = fleet.demand, fleet.config
     settings = config.matching
     events: list[tuple[float, int, int]] = [
@@ -237,6 +253,7 @@ def _run_greedy(fleet: _Fleet, queue_rule: QueueRule) -> None:
 
     while events:
         now, kind, index = heapq.heappop(events)
+        report.at(now)
         if kind == _Event.DRIVER_FREE:
             fleet.idle[index] = True
             serve_from_queue(index, now)
@@ -255,7 +272,7 @@ def _run_greedy(fleet: _Fleet, queue_rule: QueueRule) -> None:
             fleet.open[index] = False
 
 
-def _run_batched(fleet: _Fleet, fairness_weight: float) -> None:
+def _run_batched(fleet: _Fleet, fairness_weight: float, report: _ProgressReport) -> None:
     demand, config = fleet.demand, fleet.config
     settings = MatchingSettings(
         radius_schedule_m=config.matching.radius_schedule_m,
@@ -271,6 +288,7 @@ def _run_batched(fleet: _Fleet, fairness_weight: float) -> None:
     end_s = demand.window_s + config.search_timeout_s
     while tick * interval <= end_s:
         now = tick * interval
+        report.at(now)
         fleet.idle |= fleet.free_at <= now
         arrived = int(np.searchsorted(demand.request_s, now, side="right"))
         fleet.open[next_request:arrived] = True

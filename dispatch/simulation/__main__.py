@@ -1,0 +1,3 @@
+from dispatch.simulation.cli import main
+
+raise SystemExit(main())

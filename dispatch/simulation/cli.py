@@ -1,0 +1,205 @@
+"""`coop-dispatch simulate`: replay a trip file against a fleet under several dispatch policies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from dispatch.matching.batch import MatchingSettings
+from dispatch.matching.eta import EtaModel, StraightLineEta
+from dispatch.matching.road_graph import RoadGraphEta
+from dispatch.simulation.demand import Demand, TripShapes, fleet_start, load_demand
+from dispatch.simulation.engine import (
+    BATCHED,
+    GREEDY_NEAREST,
+    GREEDY_OLDEST,
+    Policy,
+    SimulationConfig,
+    batched_fair,
+    simulate,
+)
+from dispatch.simulation.metrics import PolicySummary, summarize
+
+POLICY_NAMES = ("greedy-oldest", "greedy-nearest", "batched", "batched-fair")
+
+
+def policy_named(name: str, fairness_weight: float) -> Policy:
+    fixed = {p.name: p for p in (GREEDY_OLDEST, GREEDY_NEAREST, BATCHED)}
+    if name in fixed:
+        return fixed[name]
+    if name == "batched-fair":
+        return batched_fair(fairness_weight)
+    raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything a run needs besides the policy: the same demand and fleet for every policy."""
+
+    demand: Demand
+    start_lat: np.ndarray
+    start_lng: np.ndarray
+    config: SimulationConfig
+
+
+def build_scenario(
+    trips: Path,
+    start: datetime,
+    end: datetime,
+    fleet_size: int,
+    seed: int,
+    trip_shapes: Path | None = None,
+    decline_share: float = 0.1,
+    search_timeout_s: float = 300.0,
+    batch_interval_s: float = 2.0,
+    matching: MatchingSettings | None = None,
+) -> Scenario:
+    shapes = TripShapes.from_trip_file(trip_shapes) if trip_shapes else None
+    demand = load_demand(trips, start, end, seed, shapes)
+    start_lat, start_lng = fleet_start(demand, fleet_size, seed)
+    config = SimulationConfig(
+        fleet_size=fleet_size,
+        seed=seed,
+        decline_share=decline_share,
+        search_timeout_s=search_timeout_s,
+        batch_interval_s=batch_interval_s,
+        matching=matching or MatchingSettings(),
+    )
+    return Scenario(demand, start_lat, start_lng, config)
+
+
+def run_policy(
+    scenario: Scenario, policy: Policy, eta: EtaModel, show_progress: bool = False
+) -> PolicySummary:
+    def progress(share: float) -> None:
+        print(f"  {policy.name}: {share:4.0%} of simulated time", file=sys.stderr, flush=True)
+
+    result = simulate(
+        scenario.demand,
+        scenario.start_lat,
+        scenario.start_lng,
+        policy,
+        scenario.config,
+        eta,
+        progress if show_progress else None,
+    )
+    return summarize(result)
+
+
+def make_eta(kind: str, road_graph: Path | None) -> EtaModel:
+    if kind == "road":
+        if road_graph is None:
+            raise ValueError("--eta road needs --road-graph DIR")
+        return RoadGraphEta(road_graph)
+    return StraightLineEta()
+
+
+def add_simulate_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `simulate` on a CLI's subparsers."""
+    parser = subparsers.add_parser(
+        "simulate",
+        help="replay real demand against a fleet under several dispatch policies",
+        description=__doc__,
+    )
+    configure_parser(parser)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trips",
+        type=Path,
+        required=True,
+        help="trip CSV (see dispatch/simulation/demand.py for the format)",
+    )
+    parser.add_argument("--start", type=datetime.fromisoformat, required=True)
+    parser.add_argument("--end", type=datetime.fromisoformat, required=True)
+    parser.add_argument("--fleet", type=int, required=True, help="number of drivers")
+    parser.add_argument(
+        "--policies",
+        default=",".join(POLICY_NAMES),
+        help=f"comma-separated, from {', '.join(POLICY_NAMES)}",
+    )
+    parser.add_argument("--fairness-weight", type=float, default=1.0, help="for batched-fair")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--decline-share", type=float, default=0.1)
+    parser.add_argument("--search-timeout", type=float, default=300.0, help="seconds")
+    parser.add_argument("--batch-interval", type=float, default=2.0, help="seconds")
+    parser.add_argument(
+        "--trip-shapes",
+        type=Path,
+        help="a trip file with dropoffs to draw trips from, when --trips has none",
+    )
+    parser.add_argument("--eta", choices=("straight", "road"), default="straight")
+    parser.add_argument("--road-graph", type=Path, help="directory of the road graph CSVs")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=run_simulate)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    policies = [
+        policy_named(name.strip(), args.fairness_weight) for name in args.policies.split(",")
+    ]
+    scenario = build_scenario(
+        args.trips,
+        args.start,
+        args.end,
+        args.fleet,
+        args.seed,
+        args.trip_shapes,
+        args.decline_share,
+        args.search_timeout,
+        args.batch_interval,
+    )
+    eta = make_eta(args.eta, args.road_graph)
+    print(
+        f"{len(scenario.demand)} requests, {args.fleet} drivers, {args.eta} ETA",
+        file=sys.stderr,
+        flush=True,
+    )
+    summaries = []
+    for policy in policies:
+        started = time.perf_counter()
+        summaries.append(run_policy(scenario, policy, eta, show_progress=True))
+        print(
+            f"  {policy.name}: done in {time.perf_counter() - started:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    if args.json:
+        print(json.dumps([s.as_dict() for s in summaries], indent=2))
+    else:
+        print(format_table(summaries))
+    return 0
+
+
+def format_table(summaries: list[PolicySummary]) -> str:
+    header = (
+        "| policy | served % | wait mean / p50 / p95 s | utilisation % | empty km/ride "
+        "| earnings Gini | lowest decile % | solve p50 / p95 / max ms | batch size mean / max |"
+    )
+    lines = [header, "|" + "---|" * 10]
+    for s in summaries:
+        lines.append(
+            f"| {s.policy} | {s.served_pct:.1f} | {s.wait_mean_s:.0f} / {s.wait_p50_s:.0f} / "
+            f"{s.wait_p95_s:.0f} | {s.utilisation_pct:.1f} | {s.empty_km_per_ride:.2f} | "
+            f"{s.earnings_gini:.3f} | {s.lowest_decile_share_pct:.2f} | "
+            f"{s.solve_p50_ms:.1f} / {s.solve_p95_ms:.1f} / {s.solve_max_ms:.1f} | "
+            f"{s.batch_requests_mean:.0f} / {s.batch_requests_max} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dispatch.simulation", description=__doc__)
+    configure_parser(parser)
+    args = parser.parse_args(argv)
+    handler = args.handler
+    result: int = handler(args)
+    return result

@@ -1,0 +1,137 @@
+"""Small exact cases that pin the batch solver's answers."""
+
+import numpy as np
+import pytest
+
+from dispatch.matching import (
+    DriverSnapshot,
+    MatchingSettings,
+    RequestBatch,
+    StraightLineEta,
+    plan_batch,
+)
+from dispatch.matching.eta import EARTH_RADIUS_M
+
+ETA = StraightLineEta(speed_kmh=36.0, circuity=1.0)  # 10 m/s: seconds are metres / 10
+ORIGIN_LAT, ORIGIN_LNG = 40.75, -73.98
+
+
+def east_of_origin(metres: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    lng = ORIGIN_LNG + np.degrees(
+        np.array(metres) / (EARTH_RADIUS_M * np.cos(np.radians(ORIGIN_LAT)))
+    )
+    return np.full(len(metres), ORIGIN_LAT), lng
+
+
+def requests_at(metres: list[float], waited_s=None, excluded=None) -> RequestBatch:
+    lat, lng = east_of_origin(metres)
+    n = len(metres)
+    return RequestBatch(
+        ride_ids=[f"r{i}" for i in range(n)],
+        lat=lat,
+        lng=lng,
+        waited_s=np.zeros(n) if waited_s is None else np.array(waited_s, dtype=float),
+        excluded=excluded or [frozenset()] * n,
+    )
+
+
+def drivers_at(metres: list[float], earned_cents=None) -> DriverSnapshot:
+    lat, lng = east_of_origin(metres)
+    n = len(metres)
+    return DriverSnapshot(
+        driver_ids=[f"d{i}" for i in range(n)],
+        lat=lat,
+        lng=lng,
+        idle_s=np.zeros(n),
+        earned_cents=np.zeros(n) if earned_cents is None else np.array(earned_cents, float),
+    )
+
+
+def pairs(plan) -> dict[str, tuple[str, int]]:
+    return {a.ride_id: (a.driver_id, a.eta_s) for a in plan.assignments}
+
+
+def test_beats_greedy_on_the_classic_two_by_two():
+    # Greedy gives r0 its nearest driver d1 (90 s) and leaves r1 with d0 (290 s away):
+    # 380 s in total. The optimum pays 100 + 100 = 200 s.
+    plan = plan_batch(
+        requests_at([0.0, 1900.0]), drivers_at([-1000.0, 900.0]), ETA, MatchingSettings()
+    )
+    assert pairs(plan) == {"r0": ("d0", 100), "r1": ("d1", 100)}
+    assert plan.candidate_edges == 4
+
+
+def test_matches_as_many_requests_as_possible_before_minimising_cost():
+    # Pairing r0 with its nearest driver d0 would leave r1 unmatched (d1 is 4 km from r1, beyond
+    # its 3 km radius), so the solver pays more to serve both.
+    plan = plan_batch(
+        requests_at([0.0, 2500.0]), drivers_at([1000.0, -1500.0]), ETA, MatchingSettings()
+    )
+    assert pairs(plan) == {"r0": ("d1", 150), "r1": ("d0", 150)}
+
+
+def test_never_gives_one_driver_two_requests():
+    plan = plan_batch(requests_at([0.0, 10.0, 20.0]), drivers_at([2.0]), ETA, MatchingSettings())
+    assert pairs(plan) == {"r0": ("d0", 0)}
+
+
+def test_never_offers_to_an_excluded_driver():
+    excluded = [frozenset({"d0"})]
+    plan = plan_batch(
+        requests_at([0.0], excluded=excluded), drivers_at([100.0, 900.0]), ETA, MatchingSettings()
+    )
+    assert pairs(plan) == {"r0": ("d1", 90)}
+
+
+def test_unmatched_when_every_driver_is_excluded():
+    plan = plan_batch(
+        requests_at([0.0], excluded=[frozenset({"d0"})]),
+        drivers_at([100.0]),
+        ETA,
+        MatchingSettings(),
+    )
+    assert plan.assignments == []
+
+
+@pytest.mark.parametrize(
+    ("waited_s", "expected"),
+    [(0.0, {}), (19.9, {}), (20.0, {"r0": ("d0", 500)}), (45.0, {"r0": ("d0", 500)})],
+)
+def test_radius_grows_with_the_wait(waited_s, expected):
+    # The driver is 5 km away: beyond 3 km (fresh request), within 6 km after 20 s.
+    plan = plan_batch(
+        requests_at([0.0], waited_s=[waited_s]), drivers_at([5000.0]), ETA, MatchingSettings()
+    )
+    assert pairs(plan) == expected
+
+
+def test_unmatched_beyond_the_pickup_eta_cap():
+    settings = MatchingSettings(max_pickup_eta_s=200)
+    plan = plan_batch(requests_at([0.0, 0.0]), drivers_at([1500.0, 2500.0]), ETA, settings)
+    assert pairs(plan) == {"r0": ("d0", 150)} or pairs(plan) == {"r1": ("d0", 150)}
+    assert len(plan.assignments) == 1
+
+
+def test_fairness_term_prefers_the_lower_earner_when_weighted():
+    requests = requests_at([0.0])
+    drivers = drivers_at([100.0, 400.0], earned_cents=[10_000.0, 0.0])
+    assert pairs(plan_batch(requests, drivers, ETA, MatchingSettings())) == {"r0": ("d0", 10)}
+    # $100 above the lowest earner at 1 s per dollar outweighs 30 s more pickup.
+    fair = MatchingSettings(fairness_weight=1.0)
+    assert pairs(plan_batch(requests, drivers, ETA, fair)) == {"r0": ("d1", 40)}
+
+
+def test_empty_batches():
+    assert plan_batch(requests_at([]), drivers_at([0.0]), ETA, MatchingSettings()).assignments == []
+    assert plan_batch(requests_at([0.0]), drivers_at([]), ETA, MatchingSettings()).assignments == []
+
+
+def test_contested_hotspot_matches_as_many_as_the_dense_optimum():
+    # 60 requests on one corner, 200 drivers spread along a line: each request's 16 nearest drivers
+    # are the same 16, so a fixed short list would serve only 16. Widening must serve all 60.
+    rng = np.random.default_rng(7)
+    requests = requests_at(list(rng.uniform(0, 5, 60)))
+    drivers = drivers_at(list(np.linspace(10, 2500, 200)))
+    plan = plan_batch(requests, drivers, ETA, MatchingSettings())
+    assert len(plan.assignments) == 60
+    assert len({a.driver_id for a in plan.assignments}) == 60
