@@ -117,3 +117,12 @@ def create_app(
 
 # Other packages (governance, metrics) extend the app at startup without the core importing them.
 app_hooks: list[Callable[[FastAPI], None]] = []
+
+
+def _install_metrics(app: FastAPI) -> None:
+    from dispatch.metrics import install_api_metrics
+
+    install_api_metrics(app)
+
+
+app_hooks.append(_install_metrics)

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 from dispatch.core.settings import get_settings
@@ -69,6 +70,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(args: argparse.Namespace) -> int:
+    from loadtests.seeding import DEFAULT_CREDENTIALS, seed_load_accounts
+
+    credentials = args.credentials or DEFAULT_CREDENTIALS
+    report = asyncio.run(
+        seed_load_accounts(get_settings(), args.riders, args.drivers, credentials, args.token_ttl)
+    )
+    print(
+        f"{report.riders} riders and {report.drivers} drivers ready ({report.created} new) "
+        f"in {report.seconds:.1f}s; credentials in {report.credentials}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coop-dispatch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     dispatcher.add_argument("--log-level", default="info")
     dispatcher.set_defaults(run=_dispatcher)
     commands.add_parser("demo", help="seed the demo co-op (idempotent)").set_defaults(run=_demo)
+    seed = commands.add_parser("seed", help="bulk-create load-test riders and drivers (idempotent)")
+    seed.add_argument("--riders", type=int, default=100)
+    seed.add_argument("--drivers", type=int, default=400)
+    seed.add_argument("--credentials", type=Path, default=None, help="where to write the logins")
+    seed.add_argument("--token-ttl", type=int, default=6 * 3600, help="access token lifetime, s")
+    seed.set_defaults(run=_seed)
     for register in command_plugins():
         register(commands)
     return parser

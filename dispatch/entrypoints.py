@@ -12,6 +12,7 @@ from dispatch.core.redis import create_redis
 from dispatch.core.settings import Settings, get_settings
 from dispatch.demo import DemoLogin, seed_demo
 from dispatch.dispatcher.worker import dispatch_forever
+from dispatch.metrics import start_dispatcher_metrics
 
 
 def api_only() -> FastAPI:
@@ -29,6 +30,9 @@ async def run_dispatcher(settings: Settings) -> None:
         engine=engine,
         sessionmaker=create_sessionmaker(engine),
         redis=create_redis(settings.redis_url),
+    )
+    start_dispatcher_metrics(
+        state, settings.dispatcher_metrics_host, settings.dispatcher_metrics_port
     )
     try:
         await dispatch_forever(state, settings, default_eta(settings))

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     ws_allowed_origins: str = ""
     location_flush_ms: float = 5.0
 
+    dispatcher_metrics_host: str = "127.0.0.1"
+    dispatcher_metrics_port: int = 9108
+
     @field_validator("database_url")
     @classmethod
     def _plain_postgres(cls, value: str) -> str:

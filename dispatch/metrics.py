@@ -1,0 +1,262 @@
+"""Prometheus metrics: `/metrics` on every API process and a small HTTP server on dispatchers.
+
+Each process keeps its own registry (no prometheus multiprocess directory): scrape every process.
+Per-process series (WebSocket connections, location updates, dispatch cycles) come from counters
+and gauges the process updates itself. Cluster-wide series (`coop_rides`, `coop_offers`,
+`coop_drivers_online`) are read from PostgreSQL and Redis at scrape time, so every API process
+reports the same values: aggregate them with `max`, not `sum`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import text
+
+from dispatch.core.redis import RegionKeys
+from dispatch.dispatcher.cycle import CycleReport
+
+log = logging.getLogger(__name__)
+
+BATCH_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class DispatcherMetrics:
+    """What one dispatcher process saw in its cycles; `observe` is the worker's `on_cycle` hook."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.cycles = Counter(
+            "coop_dispatch_cycles",
+            "Dispatch cycles run (skipped when another dispatcher held the region)",
+            ["region", "outcome"],
+            registry=registry,
+        )
+        self.open_requests = Gauge(
+            "coop_dispatch_open_requests",
+            "Open requests without a pending offer in the last cycle",
+            ["region"],
+            registry=registry,
+        )
+        self.drivers_available = Gauge(
+            "coop_dispatch_drivers_available",
+            "Indexed drivers free to take an offer in the last cycle",
+            ["region"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "coop_dispatch_batch_size",
+            "Open requests per batch",
+            ["region"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.solve_seconds = Histogram(
+            "coop_dispatch_solve_seconds",
+            "Assignment solve time per batch",
+            ["region"],
+            buckets=SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.cycle_seconds = Histogram(
+            "coop_dispatch_cycle_seconds",
+            "Whole cycle time (expire, give up, snapshot, plan, offer)",
+            ["region"],
+            buckets=SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.offers_sent = Counter(
+            "coop_dispatch_offers_sent", "Offers made", ["region"], registry=registry
+        )
+        self.offers_expired = Counter(
+            "coop_dispatch_offers_expired",
+            "Offers that timed out unanswered",
+            ["region"],
+            registry=registry,
+        )
+        self.unfulfilled = Counter(
+            "coop_dispatch_rides_unfulfilled",
+            "Requests given up as unfulfilled",
+            ["region"],
+            registry=registry,
+        )
+        self.candidate_edges = Histogram(
+            "coop_dispatch_candidate_edges",
+            "Request-driver pairs considered per batch",
+            ["region"],
+            buckets=(0, 10, 100, 1_000, 10_000, 100_000, 1_000_000),
+            registry=registry,
+        )
+
+    def observe(self, report: CycleReport) -> None:
+        region = report.region
+        self.cycles.labels(region, "ran" if report.ran else "skipped").inc()
+        if not report.ran:
+            return
+        self.open_requests.labels(region).set(report.open_requests)
+        self.drivers_available.labels(region).set(report.drivers_available)
+        self.batch_size.labels(region).observe(report.open_requests)
+        self.cycle_seconds.labels(region).observe(report.cycle_ms / 1000)
+        self.offers_sent.labels(region).inc(report.offers_sent)
+        self.offers_expired.labels(region).inc(report.expired_offers)
+        self.unfulfilled.labels(region).inc(report.unfulfilled)
+        if report.open_requests and report.drivers_available:
+            self.solve_seconds.labels(region).observe(report.solve_ms / 1000)
+            self.candidate_edges.labels(region).observe(report.candidate_edges)
+
+
+class _SnapshotCollector(Collector):
+    """Serves values refreshed by the `/metrics` route just before it renders."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[str, str, dict[tuple[str, ...], float], tuple[str, ...]]] = {}
+
+    def set(
+        self, name: str, doc: str, labels: tuple[str, ...], values: dict[tuple[str, ...], float]
+    ) -> None:
+        self.values[name] = (name, doc, values, labels)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, doc, values, labels in self.values.values():
+            family = GaugeMetricFamily(name, doc, labels=list(labels))
+            for label_values, value in values.items():
+                family.add_metric(list(label_values), value)
+            yield family
+
+
+class _ProcessCollector(Collector):
+    """Gauges read from the app state on every scrape."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        limiter = getattr(self.state, "ws_limiter", None)
+        if limiter is not None:
+            yield GaugeMetricFamily(
+                "coop_websocket_connections",
+                "Open WebSocket connections on this process",
+                value=limiter.total(),
+            )
+        index = getattr(self.state, "location_index", None)
+        if index is not None:
+            yield GaugeMetricFamily(
+                "coop_location_updates_pending",
+                "Positions waiting for the next GEOADD flush",
+                value=len(index._pending),
+            )
+
+
+RIDE_COUNTS = text("SELECT status, count(*) FROM ride WHERE region_id = :region GROUP BY status")
+OFFER_COUNTS = text(
+    "SELECT o.status, count(*) FROM offer o JOIN ride r ON r.id = o.ride_id "
+    "WHERE r.region_id = :region GROUP BY o.status"
+)
+DRIVERS_ONLINE = text("SELECT count(*) FROM driver WHERE is_online")
+
+
+class ApiMetrics:
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.registry = CollectorRegistry()
+        self.location_updates = Counter(
+            "coop_location_updates_received",
+            "Driver positions accepted from WebSockets",
+            registry=self.registry,
+        )
+        self.indexed_last = 0
+        self.location_indexed = Counter(
+            "coop_location_updates_indexed",
+            "Driver positions written to the geo index",
+            registry=self.registry,
+        )
+        self.snapshot = _SnapshotCollector()
+        self.registry.register(self.snapshot)
+        self.registry.register(_ProcessCollector(state))
+
+    async def refresh(self) -> None:
+        state = self.state
+        index = getattr(state, "location_index", None)
+        if index is not None:
+            self.location_indexed.inc(index.updates_indexed - self.indexed_last)
+            self.indexed_last = index.updates_indexed
+        settings = state.settings
+        keys = RegionKeys(settings.region)
+        try:
+            geo = await state.redis.zcard(keys.drivers_geo)
+            async with state.engine.connect() as connection:
+                rides = (await connection.execute(RIDE_COUNTS, {"region": settings.region})).all()
+                offers = (await connection.execute(OFFER_COUNTS, {"region": settings.region})).all()
+                online = await connection.scalar(DRIVERS_ONLINE)
+        except Exception:
+            log.warning("metrics: cluster-wide counts unavailable", exc_info=True)
+            return
+        region = settings.region
+        self.snapshot.set(
+            "coop_drivers_online",
+            "Drivers online (database) and positioned (geo index), cluster-wide",
+            ("region", "source"),
+            {(region, "database"): float(online or 0), (region, "geo_index"): float(geo)},
+        )
+        self.snapshot.set(
+            "coop_rides",
+            "Rides by status, cluster-wide (requested = open requests)",
+            ("region", "status"),
+            {(region, str(status)): float(count) for status, count in rides},
+        )
+        self.snapshot.set(
+            "coop_offers",
+            "Offers by status, cluster-wide (accepted, declined, expired...)",
+            ("region", "status"),
+            {(region, str(status)): float(count) for status, count in offers},
+        )
+
+
+def install_api_metrics(app: FastAPI) -> None:
+    """An `app_hooks` hook: counters on the app state and a `/metrics` route."""
+    state = app.state
+    metrics = ApiMetrics(state)
+    state.metrics = metrics
+    state.metrics_location_updates = metrics.location_updates.inc
+    # In `serve` mode the dispatcher loop runs in this process and reports here too.
+    state.on_cycle = DispatcherMetrics(metrics.registry).observe
+    if any(getattr(route, "path", None) == "/metrics" for route in app.router.routes):
+        return
+
+    async def prometheus_metrics(request: Request) -> Response:
+        current: ApiMetrics = request.app.state.metrics
+        await current.refresh()
+        return Response(generate_latest(current.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route(
+        "/metrics", prometheus_metrics, methods=["GET"], tags=["ops"], include_in_schema=False
+    )
+
+
+def start_dispatcher_metrics(state: Any, host: str, port: int) -> CollectorRegistry:
+    """Hooks the dispatcher cycles and serves them on `host:port` (port 0: collect only)."""
+    registry = CollectorRegistry()
+    state.on_cycle = DispatcherMetrics(registry).observe
+    if port:
+        try:
+            start_http_server(port, addr=host, registry=registry)
+        except OSError as exc:
+            # A second dispatcher on the same machine must not die for its metrics port.
+            log.warning("dispatcher metrics not served on %s:%d: %s", host, port, exc)
+        else:
+            log.info("dispatcher metrics on http://%s:%d/metrics", host, port)
+    return registry
