@@ -1,0 +1,156 @@
+"""The WebSocket contract against a real server process: auth, limits, bad input, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import websockets
+
+from tests.e2e.harness import Socket, Stack, running_stack
+from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET, auth, register
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("ws"), ws_heartbeat_s="1", ws_max_connections_per_user="2") as running:
+        running.start_api("api")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def base(stack: Stack) -> str:
+    url = stack.processes[0].url
+    assert url is not None
+    return url
+
+
+async def closed_with(base: str, path: str, token: str | None) -> tuple[int | None, str | None, list[Any]]:
+    socket = await Socket.open(base, path, token)
+    await asyncio.wait_for(socket._reader, 5)
+    return socket.close_code, socket.close_reason, socket.received
+
+
+def forged(claims: dict[str, Any], secret: str = "change-me-in-production-please-32b", alg: str = "HS256") -> str:
+    base_claims = {"iss": "coop-dispatch", "aud": "coop-dispatch-apps", "iat": int(time.time()), "exp": int(time.time()) + 60}
+    return jwt.encode(base_claims | claims, secret, algorithm=alg)
+
+
+async def test_bad_tokens_close_1008_before_any_data(base: str) -> None:
+    rider = register(base, "rider", "Ws Rider")
+    none_alg = jwt.encode({"sub": rider["id"], "role": "rider"}, key=None, algorithm="none")
+    cases = [
+        None,
+        "garbage",
+        none_alg,
+        forged({"sub": rider["id"], "role": "rider", "exp": int(time.time()) - 5}),
+        forged({"sub": rider["id"], "role": "rider", "aud": "someone-else"}),
+        forged({"sub": rider["id"], "role": "rider"}, secret="another-secret-of-at-least-32-bytes!"),
+        rider["token"][:-3] + "abc",
+    ]
+    for token in cases:
+        code, reason, received = await closed_with(base, "/v1/rider/ws", token)
+        assert code == 1008, token
+        assert reason and "token" in reason
+        assert received == []
+    code, reason, received = await closed_with(base, "/v1/driver/ws", rider["token"])
+    assert code == 1008 and received == [] and reason == "this socket is for drivers"
+
+
+async def test_token_in_query_parameter_works(base: str) -> None:
+    rider = register(base, "rider", "Query Rider")
+    socket = await Socket.open(base, "/v1/rider/ws", None, query=f"token={rider['token']}")
+    hello = await socket.wait_for("hello")
+    assert hello["user_id"] == rider["id"] and hello["seq"] == 1
+    await socket.close()
+
+
+async def test_oversized_frame_closes_1009(base: str) -> None:
+    driver = register(base, "driver", "Big Frame")
+    socket = await Socket.open(base, "/v1/driver/ws", driver["token"])
+    await socket.wait_for("hello")
+    await socket.send({"type": "location", "lat": 40.7, "lng": -73.9, "padding": "x" * 10_000})
+    await asyncio.wait_for(socket._reader, 5)
+    assert socket.close_code == 1009
+
+
+async def test_malformed_messages_get_errors_and_the_socket_survives(base: str) -> None:
+    driver = register(base, "driver", "Sloppy Client")
+    socket = await Socket.open(base, "/v1/driver/ws", driver["token"])
+    await socket.wait_for("hello")
+    await socket.connection.send("{not json")
+    assert (await socket.wait_for("error", error="bad_message"))["detail"] == "not valid JSON"
+    await socket.connection.send("[1, 2]")
+    await socket.send({"type": "teleport"})
+    await socket.wait_for("error", error="unknown_type")
+    await socket.send({"type": "location", "lat": 40.7, "lng": -73.9})
+    await socket.wait_for("error", error="offline")
+    await socket.send({"type": "status", "status": "online"})
+    await socket.wait_for("status", status="online")
+    await socket.connection.send('{"type": "location", "lat": NaN, "lng": -73.9}')
+    await socket.send({"type": "location", "lat": 95, "lng": -73.9})
+    await socket.send({"type": "location", "lat": "40.7", "lng": -73.9})
+    await asyncio.sleep(0.3)
+    assert len([m for m in socket.of_type("error") if m["error"] == "bad_coordinates"]) == 3
+    await socket.send({"type": "accept", "offer_id": "nope"})
+    await socket.wait_for("error", error="bad_message", **{"for": "accept"})
+    await socket.send({"type": "accept", "offer_id": str(uuid.uuid4())})
+    await socket.wait_for("error", error="offer_not_found")
+    await socket.send({"type": "location", "lat": 40.7, "lng": -73.9, "id": "ok"})
+    await socket.wait_for("location.ack", id="ok")
+    await socket.send({"type": "status", "status": "offline"})
+    await socket.wait_for("status", status="offline")
+    assert socket.close_code is None
+    await socket.close()
+
+
+async def test_connections_per_user_are_capped(base: str) -> None:
+    rider = register(base, "rider", "Many Tabs")
+    first = await Socket.open(base, "/v1/rider/ws", rider["token"])
+    second = await Socket.open(base, "/v1/rider/ws", rider["token"])
+    await first.wait_for("hello")
+    await second.wait_for("hello")
+    code, reason, _ = await closed_with(base, "/v1/rider/ws", rider["token"])
+    assert code == 1013 and reason and "too many" in reason
+    await first.close()
+    await second.close()
+
+
+async def test_silent_clients_are_dropped_after_missed_heartbeats(base: str) -> None:
+    rider = register(base, "rider", "Silent")
+    url = base.replace("http://", "ws://") + "/v1/rider/ws"
+    async with websockets.connect(url, additional_headers=auth(rider)) as raw:
+        started = time.monotonic()
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                await asyncio.wait_for(raw.recv(), 10)
+        assert raw.close_code == 4408
+        assert time.monotonic() - started < 8
+
+
+async def test_reconnecting_rider_resumes_from_last_event(base: str) -> None:
+    rider = register(base, "rider", "Flaky Network")
+    socket = await Socket.open(base, "/v1/rider/ws", rider["token"])
+    await socket.wait_for("hello")
+    quote = httpx.post(f"{base}/v1/rider/quotes", json={"pickup": TIMES_SQUARE, "dropoff": WALL_STREET}, headers=auth(rider))
+    ride = httpx.post(f"{base}/v1/rider/rides", json={"quote_id": quote.json()["id"]}, headers=auth(rider)).json()
+    searching = await socket.wait_for("ride.searching", ride_id=ride["id"])
+    await socket.close()
+
+    cancelled = httpx.post(f"{base}/v1/rider/rides/{ride['id']}/cancel", headers=auth(rider))
+    assert cancelled.status_code == 200
+
+    resumed = await Socket.open(base, "/v1/rider/ws", rider["token"], query=f"after={searching['event_id']}")
+    missed = await resumed.wait_for("ride.cancelled", ride_id=ride["id"])
+    assert missed["event_id"] > searching["event_id"]
+    assert not resumed.of_type("ride.searching")
+    assert [m["seq"] for m in resumed.received] == list(range(1, len(resumed.received) + 1))
+    await resumed.close()
