@@ -16,9 +16,10 @@ import redis.asyncio as aioredis
 
 SERVER_URL = os.environ.get("COOP_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/coop_dispatch")
 REDIS_BASE = os.environ.get("COOP_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
-TEST_DB = "coop_dispatch_test"
+# Several people may run suites at once on one server: each can pick its own database and Redis db.
+TEST_DB = os.environ.get("COOP_TEST_DB", "coop_dispatch_test")
 TEST_DATABASE_URL = SERVER_URL.rsplit("/", 1)[0] + "/" + TEST_DB
-TEST_REDIS_URL = REDIS_BASE + "/1"
+TEST_REDIS_URL = REDIS_BASE + "/" + os.environ.get("COOP_TEST_REDIS_DB", "1")
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Every process the tests start (and get_settings() here) sees the test database and fast timings.
