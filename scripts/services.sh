@@ -42,4 +42,8 @@ fi
 "$pg_bin/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -tc \
   "SELECT 1 FROM pg_database WHERE datname = 'coop_dispatch'" | grep -q 1 \
   || "$pg_bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres coop_dispatch
-echo "export COOP_DATABASE_URL='postgresql://postgres@127.0.0.1:$PG_PORT/coop_dispatch' COOP_REDIS_URL='redis://127.0.0.1:$REDIS_PORT/0'"
+if [ ! -s "$root/.local/jwt-secret" ]; then
+  head -c 48 /dev/urandom | base64 | tr -d '\n/+=' > "$root/.local/jwt-secret"
+fi
+secret=${COOP_JWT_SECRET:-$(cat "$root/.local/jwt-secret")}
+echo "export COOP_DATABASE_URL='postgresql://postgres@127.0.0.1:$PG_PORT/coop_dispatch' COOP_REDIS_URL='redis://127.0.0.1:$REDIS_PORT/0' COOP_JWT_SECRET='$secret'"

@@ -20,6 +20,7 @@ REDIS_BASE = os.environ.get("COOP_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit
 TEST_DB = os.environ.get("COOP_TEST_DB", "coop_dispatch_test")
 TEST_DATABASE_URL = SERVER_URL.rsplit("/", 1)[0] + "/" + TEST_DB
 TEST_REDIS_URL = REDIS_BASE + "/" + os.environ.get("COOP_TEST_REDIS_DB", "1")
+TEST_JWT_SECRET = "test-only-secret-that-is-long-enough-0123456789"
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Every process the tests start (and get_settings() here) sees the test database and fast timings.
@@ -31,6 +32,7 @@ os.environ.update(
         "COOP_OFFER_TTL_S": "4",
         "COOP_REQUEST_TIMEOUT_S": "30",
         "COOP_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
+        "COOP_JWT_SECRET": TEST_JWT_SECRET,
     }
 )
 

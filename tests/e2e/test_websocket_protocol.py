@@ -13,6 +13,7 @@ import jwt
 import pytest
 import websockets
 
+from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.harness import Socket, Stack, running_stack
 from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET, auth, register
 
@@ -39,7 +40,7 @@ async def closed_with(base: str, path: str, token: str | None) -> tuple[int | No
     return socket.close_code, socket.close_reason, socket.received
 
 
-def forged(claims: dict[str, Any], secret: str = "change-me-in-production-please-32b", alg: str = "HS256") -> str:
+def forged(claims: dict[str, Any], secret: str = TEST_JWT_SECRET, alg: str = "HS256") -> str:
     base_claims = {"iss": "coop-dispatch", "aud": "coop-dispatch-apps", "iat": int(time.time()), "exp": int(time.time()) + 60}
     return jwt.encode(base_claims | claims, secret, algorithm=alg)
 
