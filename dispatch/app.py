@@ -126,3 +126,12 @@ def _install_metrics(app: FastAPI) -> None:
 
 
 app_hooks.append(_install_metrics)
+
+
+def _install_governance(app: FastAPI) -> None:
+    from governance.hooks import install
+
+    install(app)
+
+
+app_hooks.append(_install_governance)

@@ -7,8 +7,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 from dispatch.core.settings import get_settings
 
@@ -67,6 +68,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     for login in asyncio.run(seed_demo_coop(get_settings())):
         print(f"  {login.role:9} {login.name:14} {login.email:22} password: {login.password}")
+    print("  members have an open proposal to vote on: GET /v1/governance/proposals?status=open")
     return 0
 
 
@@ -112,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def command_plugins() -> list[SimpleNamespace]:
-    return []
+def command_plugins() -> list[Callable[[Any], None]]:
+    from governance.cli import register_governance_commands, register_operator_commands
+
+    return [register_operator_commands, register_governance_commands]
 
 
 def main(argv: list[str] | None = None) -> int:

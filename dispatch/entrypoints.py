@@ -13,6 +13,7 @@ from dispatch.core.settings import Settings, get_settings
 from dispatch.demo import DemoLogin, seed_demo
 from dispatch.dispatcher.worker import dispatch_forever
 from dispatch.metrics import start_dispatcher_metrics
+from governance.demo import seed_demo_governance
 
 
 def api_only() -> FastAPI:
@@ -43,10 +44,13 @@ async def run_dispatcher(settings: Settings) -> None:
 
 async def seed_demo_coop(settings: Settings) -> list[DemoLogin]:
     engine = create_engine(settings, pool_size=1)
-    state = SimpleNamespace(sessionmaker=create_sessionmaker(engine), redis=create_redis(settings.redis_url))
+    state = SimpleNamespace(
+        sessionmaker=create_sessionmaker(engine), redis=create_redis(settings.redis_url)
+    )
     try:
         async with transaction(state) as session:
-            return await seed_demo(session, settings.region, settings.currency)
+            logins = await seed_demo(session, settings.region, settings.currency)
+            return logins + await seed_demo_governance(session, settings)
     finally:
         await state.redis.aclose()
         await engine.dispose()

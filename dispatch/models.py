@@ -5,5 +5,21 @@ from dispatch.core.database import Base
 from dispatch.events.models import Event
 from dispatch.fares.models import FarePolicy, Quote, Region
 from dispatch.rides.models import Offer, Ride
+from governance.models import AuditEntry, Ballot, Member, Proposal, RollEntry
 
-__all__ = ["Base", "Driver", "Event", "FarePolicy", "Offer", "Quote", "Region", "Ride", "UserAccount"]
+__all__ = [
+    "AuditEntry",
+    "Ballot",
+    "Base",
+    "Driver",
+    "Event",
+    "FarePolicy",
+    "Member",
+    "Offer",
+    "Proposal",
+    "Quote",
+    "Region",
+    "Ride",
+    "RollEntry",
+    "UserAccount",
+]

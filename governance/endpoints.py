@@ -1,12 +1,42 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated, Literal
 
+from fastapi import APIRouter, Query, status
+
+from dispatch.accounts.dependencies import (
+    CurrentDriver,
+    CurrentOperator,
+    CurrentUser,
+    SettingsDep,
+)
 from dispatch.core.database import SessionDep
-from dispatch.core.errors import Unavailable, responses
+from dispatch.core.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    Unprocessable,
+    responses,
+)
 from dispatch.fares.repository import FareRepository
 from dispatch.fares.schemas import PolicyRead
 from dispatch.fares.service import current_policy
+from governance import service
+from governance.models import MemberStatus, ProposalStatus
+from governance.repository import GovernanceRepository
+from governance.schemas import (
+    AuditEntryRead,
+    BylawsRead,
+    ImpactRead,
+    MemberAdmit,
+    MemberRead,
+    ProposalCreate,
+    ProposalRead,
+    VoteCreate,
+    VoteRead,
+)
 
 router = APIRouter(prefix="/v1/governance", tags=["governance"])
 
@@ -19,3 +49,105 @@ async def policy_in_force(session: SessionDep) -> PolicyRead:
 @router.get("/policies")
 async def policy_history(session: SessionDep) -> list[PolicyRead]:
     return [PolicyRead.model_validate(p) for p in await FareRepository(session).policies()]
+
+
+@router.get("/bylaws")
+async def get_bylaws(settings: SettingsDep) -> BylawsRead:
+    return service.bylaws(settings)
+
+
+@router.post(
+    "/proposals",
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(Forbidden, Unprocessable),
+)
+async def draft_proposal(
+    body: ProposalCreate, driver: CurrentDriver, session: SessionDep, settings: SettingsDep
+) -> ProposalRead:
+    proposal = await service.draft_proposal(session, settings, driver.user_id, body)
+    return (await service.proposal_views(session, [proposal], driver.user_id))[0]
+
+
+@router.get("/proposals", responses=responses(Forbidden))
+async def list_proposals(
+    user: CurrentUser,
+    session: SessionDep,
+    status: Literal["scheduled", "open", "passed", "rejected", "failed_quorum"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[ProposalRead]:
+    viewer = await service.require_viewer(session, user)
+    found = await GovernanceRepository(session).proposals(
+        ProposalStatus(status) if status else None, limit
+    )
+    return await service.proposal_views(session, found, viewer)
+
+
+@router.get("/proposals/{proposal_id}", responses=responses(Forbidden, NotFound))
+async def get_proposal(
+    proposal_id: uuid.UUID, user: CurrentUser, session: SessionDep
+) -> ProposalRead:
+    viewer = await service.require_viewer(session, user)
+    proposal = await service.get_proposal(session, proposal_id)
+    return (await service.proposal_views(session, [proposal], viewer))[0]
+
+
+@router.post("/proposals/{proposal_id}/votes", responses=responses(Forbidden, NotFound, Conflict))
+async def vote(
+    proposal_id: uuid.UUID, body: VoteCreate, driver: CurrentDriver, session: SessionDep
+) -> VoteRead:
+    return await service.cast_vote(session, driver.user_id, proposal_id, body.choice)
+
+
+@router.get("/proposals/{proposal_id}/impact", responses=responses(Forbidden, NotFound))
+async def proposal_impact(
+    proposal_id: uuid.UUID, user: CurrentUser, session: SessionDep
+) -> ImpactRead:
+    await service.require_viewer(session, user)
+    return await service.impact(session, await service.get_proposal(session, proposal_id))
+
+
+@router.get("/audit", responses=responses(Forbidden))
+async def audit_log(
+    user: CurrentUser,
+    session: SessionDep,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AuditEntryRead]:
+    await service.require_viewer(session, user)
+    entries = await GovernanceRepository(session).audit_entries(after_seq, limit)
+    return [AuditEntryRead.model_validate(e) for e in entries]
+
+
+@router.get("/members/me", responses=responses(NotFound))
+async def my_membership(driver: CurrentDriver, session: SessionDep) -> MemberRead:
+    return await service.my_membership(session, driver.user_id)
+
+
+@router.get("/members")
+async def list_members(operator: CurrentOperator, session: SessionDep) -> list[MemberRead]:
+    return await service.members(session)
+
+
+@router.post(
+    "/members", status_code=status.HTTP_201_CREATED, responses=responses(NotFound, Conflict)
+)
+async def admit_member(
+    body: MemberAdmit, operator: CurrentOperator, session: SessionDep
+) -> MemberRead:
+    return await service.admit_member(session, operator.user_id, body.user_id)
+
+
+@router.post("/members/{user_id}/suspend", responses=responses(NotFound, Conflict))
+async def suspend_member(
+    user_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
+) -> MemberRead:
+    return await service.set_member_status(
+        session, operator.user_id, user_id, MemberStatus.suspended
+    )
+
+
+@router.post("/members/{user_id}/reinstate", responses=responses(NotFound, Conflict))
+async def reinstate_member(
+    user_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
+) -> MemberRead:
+    return await service.set_member_status(session, operator.user_id, user_id, MemberStatus.active)

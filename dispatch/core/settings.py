@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from functools import lru_cache
 
 from pydantic import Field, field_validator
@@ -35,6 +36,16 @@ class Settings(BaseSettings):
     fairness_weight: float = 0.0
     require_membership_to_drive: bool = False
 
+    # Bylaws: fractions are written "1/2", "2/3" or "0.5"; windows in seconds.
+    governance_quorum: str = "1/2"
+    governance_fare_threshold: str = "1/2"
+    governance_commission_threshold: str = "2/3"
+    governance_min_voting_s: int = 86_400
+    governance_max_voting_s: int = 14 * 86_400
+    governance_max_commission_rate: str = "0.25"
+    governance_max_commission_cap_cents: int = 2_500
+    governance_max_fare_field_cents: int = 10_000
+
     ws_max_frame_bytes: int = 4096
     ws_heartbeat_s: float = 20.0
     ws_send_queue: int = 256
@@ -52,6 +63,18 @@ class Settings(BaseSettings):
         if not value.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
             raise ValueError("COOP_DATABASE_URL must be a postgresql:// URL")
         return value
+
+    @field_validator(
+        "governance_quorum",
+        "governance_fare_threshold",
+        "governance_commission_threshold",
+        "governance_max_commission_rate",
+    )
+    @classmethod
+    def _share(cls, value: str) -> str:
+        if not 0 <= Fraction(value.strip()) <= 1:
+            raise ValueError("must be a share between 0 and 1, like 1/2, 2/3 or 0.25")
+        return value.strip()
 
     @property
     def async_database_url(self) -> str:

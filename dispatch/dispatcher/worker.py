@@ -14,6 +14,7 @@ from dispatch.core.settings import Settings
 from dispatch.dispatcher.cycle import CycleReport, run_cycle
 from dispatch.fares.models import Region
 from dispatch.matching.eta import EtaModel
+from governance.tasks import governance_tick
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ async def dispatch_forever(state: Any, settings: Settings, eta: EtaModel) -> Non
             raise
         except Exception:
             log.exception("dispatch cycle failed; retrying next interval")
+        await governance_tick(state)  # opens and closes due proposals; never raises
         elapsed = time.monotonic() - started
         await asyncio.sleep(max(0.05, settings.batch_interval_s - elapsed))
 
@@ -50,6 +52,12 @@ def observe(state: Any, report: CycleReport) -> None:
     if report.offers_sent or report.unfulfilled or report.expired_offers:
         log.info(
             "region=%s open=%d drivers=%d offers=%d expired=%d unfulfilled=%d solve_ms=%.1f cycle_ms=%.1f",
-            report.region, report.open_requests, report.drivers_available, report.offers_sent,
-            report.expired_offers, report.unfulfilled, report.solve_ms, report.cycle_ms,
+            report.region,
+            report.open_requests,
+            report.drivers_available,
+            report.offers_sent,
+            report.expired_offers,
+            report.unfulfilled,
+            report.solve_ms,
+            report.cycle_ms,
         )

@@ -1,0 +1,229 @@
+"""The hash-chained governance log, and its verifier.
+
+Each entry's hash covers its sequence number, the previous entry's hash, its type, proposal,
+payload and time, so an edit, a deletion or a reordering breaks the chain from that entry on.
+`verify` also replays every proposal from the log alone: who may vote (the roll tokens logged at
+opening), the last ballot of each token inside the window, the tally, the outcome and the policy
+it enacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.core.clock import utcnow
+from governance.models import AuditEntry
+from governance.rules import Tally, decide, parse_fraction
+
+GENESIS_HASH = "0" * 64
+# One lock serialises appends, so the chain never forks under concurrent writers.
+AUDIT_LOCK_KEY = zlib.crc32(b"coop-dispatch:governance-audit") & 0x7FFFFFFF
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def entry_hash(
+    seq: int,
+    prev_hash: str,
+    type: str,
+    proposal_id: uuid.UUID | None,
+    payload: dict[str, Any],
+    created_at: datetime,
+) -> str:
+    document = {
+        "seq": seq,
+        "prev_hash": prev_hash,
+        "type": type,
+        "proposal_id": str(proposal_id) if proposal_id else None,
+        "payload": payload,
+        "created_at": timestamp(created_at),
+    }
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def append(
+    session: AsyncSession,
+    type: str,
+    payload: dict[str, Any],
+    proposal_id: uuid.UUID | None = None,
+    at: datetime | None = None,
+) -> AuditEntry:
+    """Append in the caller's transaction; the lock is held until it commits."""
+    await session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
+    last = (
+        await session.execute(
+            select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+        )
+    ).first()
+    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    created_at = at or utcnow()
+    entry = AuditEntry(
+        seq=seq,
+        type=type,
+        proposal_id=proposal_id,
+        payload=payload,
+        created_at=created_at,
+        prev_hash=prev_hash,
+        hash=entry_hash(seq, prev_hash, type, proposal_id, payload, created_at),
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class Finding:
+    seq: int
+    problem: str
+
+    def __str__(self) -> str:
+        return f"audit entry #{self.seq}: {self.problem}"
+
+
+@dataclass
+class Report:
+    entries: int = 0
+    proposals_checked: int = 0
+    head_hash: str = GENESIS_HASH
+    finding: Finding | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.finding is None
+
+
+@dataclass
+class _Replay:
+    roll: set[str]
+    quorum: str
+    threshold: str
+    opens_at: str
+    closes_at: str
+    changes: dict[str, Any]
+    ballots: dict[str, str] = field(default_factory=dict)
+    status: str | None = None
+
+
+class _Bad(Exception):
+    def __init__(self, seq: int, problem: str) -> None:
+        super().__init__(problem)
+        self.finding = Finding(seq, problem)
+
+
+async def entries(session: AsyncSession, batch: int = 1000) -> Iterator[AuditEntry]:
+    rows: list[AuditEntry] = []
+    after = 0
+    while True:
+        query = (
+            select(AuditEntry).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(batch)
+        )
+        page = list((await session.execute(query)).scalars())
+        rows.extend(page)
+        if len(page) < batch:
+            return iter(rows)
+        after = page[-1].seq
+
+
+async def verify(session: AsyncSession) -> Report:
+    return verify_entries(await entries(session))
+
+
+def verify_entries(log: Iterable[AuditEntry]) -> Report:
+    report = Report()
+    try:
+        _replay(log, report)
+    except _Bad as bad:
+        report.finding = bad.finding
+    return report
+
+
+def _replay(log: Iterable[AuditEntry], report: Report) -> None:
+    expected_seq, prev_hash = 1, GENESIS_HASH
+    drafted: dict[str, dict[str, Any]] = {}
+    proposals: dict[str, _Replay] = {}
+    last_version = 0
+    for entry in log:
+        seq = entry.seq
+        if seq != expected_seq:
+            raise _Bad(
+                expected_seq if seq > expected_seq else seq,
+                f"expected #{expected_seq}, found #{seq}",
+            )
+        if entry.prev_hash != prev_hash:
+            raise _Bad(seq, "does not follow the previous entry (chain broken)")
+        recomputed = entry_hash(
+            seq, entry.prev_hash, entry.type, entry.proposal_id, entry.payload, entry.created_at
+        )
+        if recomputed != entry.hash:
+            raise _Bad(seq, "contents do not match its hash (edited)")
+        key = str(entry.proposal_id) if entry.proposal_id else ""
+        payload = entry.payload
+        if entry.type == "proposal.drafted":
+            drafted[key] = payload
+        elif entry.type == "proposal.opened":
+            draft = drafted.get(key)
+            if draft is None or key in proposals:
+                raise _Bad(seq, "opens a proposal that was not drafted, or opens it twice")
+            proposals[key] = _Replay(
+                roll=set(payload["roll"]),
+                quorum=draft["quorum"],
+                threshold=draft["threshold"],
+                opens_at=draft["opens_at"],
+                closes_at=draft["closes_at"],
+                changes=draft["changes"],
+            )
+        elif entry.type == "ballot.cast":
+            replay = _open(proposals, key, seq)
+            token, cast_at = payload["voter"], payload["cast_at"]
+            if token not in replay.roll:
+                raise _Bad(seq, "ballot from a voter who is not on the roll")
+            if not replay.opens_at <= cast_at < replay.closes_at:
+                raise _Bad(seq, "ballot cast outside the voting window")
+            replay.ballots[token] = payload["choice"]
+        elif entry.type == "proposal.closed":
+            replay = _open(proposals, key, seq)
+            tally = Tally.of(replay.ballots.values(), len(replay.roll))
+            status = decide(tally, parse_fraction(replay.quorum), parse_fraction(replay.threshold))
+            logged = {k: payload.get(k) for k in ("yes", "no", "abstain", "roll_size", "status")}
+            recomputed_tally = {**tally.as_dict(), "status": status}
+            if logged != {k: recomputed_tally[k] for k in logged}:
+                raise _Bad(
+                    seq, f"published tally {logged} differs from the ballots {recomputed_tally}"
+                )
+            replay.status = status
+            report.proposals_checked += 1
+        elif entry.type == "policy.enacted":
+            replay_or_none = proposals.get(key)
+            if replay_or_none is None or replay_or_none.status != "passed":
+                raise _Bad(seq, "enacts a proposal that did not pass")
+            policy = payload["policy"]
+            if any(policy.get(name) != value for name, value in replay_or_none.changes.items()):
+                raise _Bad(seq, "enacted policy does not carry the proposal's changes")
+            if payload["version"] <= last_version:
+                raise _Bad(seq, "policy versions out of order")
+            last_version = payload["version"]
+            replay_or_none.status = "enacted"
+        report.entries += 1
+        prev_hash = entry.hash
+        expected_seq = seq + 1
+    report.head_hash = prev_hash
+
+
+def _open(proposals: dict[str, _Replay], key: str, seq: int) -> _Replay:
+    replay = proposals.get(key)
+    if replay is None or replay.status is not None:
+        raise _Bad(seq, "refers to a proposal that is not open")
+    return replay

@@ -1,0 +1,79 @@
+"""`coop-dispatch operator create` and `coop-dispatch governance verify`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+from dispatch.core.database import create_engine, create_sessionmaker, transaction
+from dispatch.core.errors import CoopError
+from dispatch.core.redis import create_redis
+from dispatch.core.settings import Settings, get_settings
+from governance import audit
+from governance.service import create_operator
+
+
+async def _with_session(settings: Settings, work: Any) -> Any:
+    engine = create_engine(settings, pool_size=1, max_overflow=0)
+    state = SimpleNamespace(
+        sessionmaker=create_sessionmaker(engine), redis=create_redis(settings.redis_url)
+    )
+    try:
+        async with transaction(state) as session:
+            return await work(session)
+    finally:
+        await state.redis.aclose()
+        await engine.dispose()
+
+
+def _operator_create(args: argparse.Namespace) -> int:
+    password = args.password or getpass.getpass("password for the operator: ")
+    name = args.name or args.email.split("@", 1)[0]
+
+    async def work(session: Any) -> Any:
+        return await create_operator(session, args.email, password, name)
+
+    try:
+        user = asyncio.run(_with_session(get_settings(), work))
+    except CoopError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    print(f"operator {user.email} created (id {user.id})")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    report: audit.Report = asyncio.run(_with_session(get_settings(), audit.verify))
+    if not report.ok:
+        print(f"governance log FAILED verification: {report.finding}", file=sys.stderr)
+        return 1
+    print(
+        f"governance log verified: {report.entries} entries, "
+        f"{report.proposals_checked} tallies recomputed, head {report.head_hash}"
+    )
+    return 0
+
+
+def register_operator_commands(commands: Any) -> None:
+    operator = commands.add_parser("operator", help="manage operator accounts")
+    actions = operator.add_subparsers(dest="operator_command", required=True)
+    create = actions.add_parser(
+        "create", help="create an operator (operators cannot self-register)"
+    )
+    create.add_argument("--email", required=True)
+    create.add_argument("--password", help="prompted for when left out")
+    create.add_argument("--name")
+    create.set_defaults(run=_operator_create)
+
+
+def register_governance_commands(commands: Any) -> None:
+    governance = commands.add_parser("governance", help="governance tools")
+    actions = governance.add_subparsers(dest="governance_command", required=True)
+    verify = actions.add_parser(
+        "verify", help="recompute the audit log's hash chain and every tally; non-zero on tampering"
+    )
+    verify.set_defaults(run=_verify)

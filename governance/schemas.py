@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+CENTS = Field(default=None, ge=0, le=10_000_000)
+
+
+class PolicyChanges(BaseModel):
+    """Any subset of the fare policy's fields; those left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_cents: int | None = CENTS
+    per_km_cents: int | None = CENTS
+    per_minute_cents: int | None = CENTS
+    minimum_cents: int | None = CENTS
+    booking_fee_cents: int | None = CENTS
+    commission_rate: Decimal | None = Field(
+        default=None, ge=0, le=1, max_digits=5, decimal_places=4, allow_inf_nan=False
+    )
+    commission_cap_cents: int | None = CENTS
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> PolicyChanges:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("a proposal must change at least one field")
+        return self
+
+
+class ProposalCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=3, max_length=200)
+    rationale: str = Field(min_length=1, max_length=10_000)
+    changes: PolicyChanges
+    closes_at: AwareDatetime
+    opens_at: AwareDatetime | None = None
+    effective_at: AwareDatetime | None = None
+
+
+class VoteCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    choice: Literal["yes", "no", "abstain"]
+
+
+class VoteRead(BaseModel):
+    proposal_id: uuid.UUID
+    choice: str
+    cast_at: datetime
+    changed: bool
+
+
+class TallyRead(BaseModel):
+    yes: int
+    no: int
+    abstain: int
+
+
+class ProposalRead(BaseModel):
+    id: uuid.UUID
+    title: str
+    rationale: str
+    author_id: uuid.UUID
+    changes: dict[str, int | str]
+    status: Literal["scheduled", "open", "passed", "rejected", "failed_quorum"]
+    opens_at: datetime
+    closes_at: datetime
+    effective_at: datetime | None = Field(
+        description="the requested effective time, or once enacted the time the policy applies"
+    )
+    quorum: str
+    threshold: str
+    roll_size: int | None
+    turnout: int
+    tally: TallyRead | None = Field(description="published at close; null while voting is open")
+    closed_at: datetime | None
+    policy_version: int | None = Field(description="the fare policy version it enacted")
+    my_vote: Literal["yes", "no", "abstain"] | None = Field(
+        default=None, description="the caller's own current vote; never anyone else's"
+    )
+
+
+class FigureSet(BaseModel):
+    rides: int
+    average_fare_cents: int
+    total_fare_cents: int
+    driver_earnings_cents: int
+    median_driver_earnings_cents: int
+    coop_revenue_cents: int
+
+
+class ImpactRead(BaseModel):
+    proposal_id: uuid.UUID
+    window_start: datetime
+    window_end: datetime
+    drivers: int
+    base_policy_version: int
+    before: FigureSet = Field(description="the rides re-priced under the latest policy")
+    after: FigureSet = Field(description="the same rides under the proposed policy")
+
+
+class BylawsRead(BaseModel):
+    quorum: str
+    fare_threshold: str
+    commission_threshold: str
+    tie_passes: bool = False
+    min_voting_s: int
+    max_voting_s: int
+    hard_limits: dict[str, int | str]
+
+
+class MemberAdmit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: uuid.UUID
+
+
+class MemberRead(BaseModel):
+    user_id: uuid.UUID
+    name: str
+    email: str
+    status: Literal["active", "suspended"]
+    admitted_at: datetime
+    status_changed_at: datetime
+
+
+class AuditEntryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int
+    type: str
+    proposal_id: uuid.UUID | None
+    payload: dict[str, object]
+    created_at: datetime
+    prev_hash: str
+    hash: str

@@ -1,0 +1,72 @@
+"""Governance fixtures: an operator, members admitted over REST, and a roll that starts empty."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from dispatch.core import clock
+from dispatch.core.database import transaction
+from governance.models import Member, MemberStatus
+from governance.service import create_operator, set_member_status
+from tests.conftest import PASSWORD, Account, make_account
+
+MakeMembers = Callable[[int], Awaitable[list[Account]]]
+
+
+@pytest.fixture
+async def operator(app: Any, client: httpx.AsyncClient) -> Account:
+    email = f"operator-{uuid.uuid4().hex[:12]}@test.coop"
+    async with transaction(app.state) as session:
+        user = await create_operator(session, email, PASSWORD, "Test operator")
+    token = await client.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return Account(str(user.id), email, token.json()["access_token"], "operator")
+
+
+@pytest.fixture(autouse=True)
+async def empty_roll(app: Any, operator: Account) -> None:
+    """Each test counts its own voters: suspend whoever earlier tests (or the demo) admitted."""
+    async with transaction(app.state) as session:
+        active = (
+            await session.execute(select(Member.user_id).where(Member.status == MemberStatus.active))
+        ).scalars()
+        for member_id in list(active):
+            await set_member_status(
+                session, uuid.UUID(operator.id), member_id, MemberStatus.suspended
+            )
+
+
+@pytest.fixture
+def make_members(client: httpx.AsyncClient, operator: Account) -> MakeMembers:
+    async def make(count: int) -> list[Account]:
+        accounts = []
+        for _ in range(count):
+            account = await make_account(client, "driver")
+            admitted = await client.post(
+                "/v1/governance/members", json={"user_id": account.id}, headers=operator.headers
+            )
+            assert admitted.status_code == 201, admitted.text
+            accounts.append(account)
+        return accounts
+
+    return make
+
+
+@pytest.fixture
+def travel() -> Iterator[Callable[[timedelta], None]]:
+    """Move this process's clock; reset after the test. Tests go back in time first, so what
+    they enact is history for later tests rather than a future policy. Make accounts (and their
+    tokens, checked against real time) before moving the clock."""
+    yield clock.advance
+    clock.reset()
+
+
+def closes_in(seconds: float) -> str:
+    return (clock.utcnow() + timedelta(seconds=seconds)).isoformat()
