@@ -79,7 +79,13 @@ async def seed_demo(session: AsyncSession, region_id: str, currency: str) -> lis
         user = await _user(session, email, name, Role.driver, password_hash)
         if await session.get(Driver, user.id) is None:
             session.add(
-                Driver(user_id=user.id, vehicle_make=make, vehicle_model=model, vehicle_color=color, vehicle_plate=plate)
+                Driver(
+                    user_id=user.id,
+                    vehicle_make=make,
+                    vehicle_model=model,
+                    vehicle_color=color,
+                    vehicle_plate=plate,
+                )
             )
         logins.append(DemoLogin("driver", name, email, DEMO_PASSWORD))
     for name, email in DEMO_RIDERS:
@@ -89,10 +95,16 @@ async def seed_demo(session: AsyncSession, region_id: str, currency: str) -> lis
     return logins
 
 
-async def _user(session: AsyncSession, email: str, name: str, role: Role, password_hash: str) -> UserAccount:
-    user = (await session.execute(select(UserAccount).where(UserAccount.email == email))).scalar_one_or_none()
+async def _user(
+    session: AsyncSession, email: str, name: str, role: Role, password_hash: str
+) -> UserAccount:
+    user = (
+        await session.execute(select(UserAccount).where(UserAccount.email == email))
+    ).scalar_one_or_none()
     if user is None:
-        user = UserAccount(id=uuid.uuid4(), email=email, name=name, role=role, password_hash=password_hash)
+        user = UserAccount(
+            id=uuid.uuid4(), email=email, name=name, role=role, password_hash=password_hash
+        )
         session.add(user)
         await session.flush()
     return user

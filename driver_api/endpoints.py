@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts import service as accounts
 from dispatch.accounts.dependencies import CurrentDriver
+from dispatch.accounts.repository import AccountRepository
 from dispatch.core.database import SessionDep, transaction
 from dispatch.core.errors import Conflict, CoopError, Forbidden, NotFound, Unauthorized, responses
 from dispatch.core.geo import valid_coordinate
@@ -44,11 +45,15 @@ async def _change_status(
     if not online:
         await index.remove(driver_id)
     active = await RideRepository(session).active_ride_of_driver(driver_id)
-    return DriverStatus(status="online" if online else "offline", active_ride_id=active.id if active else None)
+    return DriverStatus(
+        status="online" if online else "offline", active_ride_id=active.id if active else None
+    )
 
 
 @router.post("/status", responses=responses(Unauthorized, Forbidden))
-async def set_status(body: StatusChange, driver: CurrentDriver, session: SessionDep, request: Request) -> DriverStatus:
+async def set_status(
+    body: StatusChange, driver: CurrentDriver, session: SessionDep, request: Request
+) -> DriverStatus:
     state = request.app.state
     return await _change_status(
         session, state.location_index, driver.user_id, body.status == "online", state.driving_gate
@@ -67,13 +72,17 @@ async def current_offer(driver: CurrentDriver, session: SessionDep) -> OfferRead
 
 
 @router.post("/offers/{offer_id}/accept", responses=responses(Unauthorized, NotFound, Conflict))
-async def accept_offer(offer_id: uuid.UUID, driver: CurrentDriver, session: SessionDep) -> DriverRideRead:
+async def accept_offer(
+    offer_id: uuid.UUID, driver: CurrentDriver, session: SessionDep
+) -> DriverRideRead:
     ride = await rides.accept_offer(session, driver.user_id, offer_id)
     return await rides.driver_view(session, ride)
 
 
 @router.post("/offers/{offer_id}/decline", responses=responses(Unauthorized, NotFound, Conflict))
-async def decline_offer(offer_id: uuid.UUID, driver: CurrentDriver, session: SessionDep) -> OfferRead:
+async def decline_offer(
+    offer_id: uuid.UUID, driver: CurrentDriver, session: SessionDep
+) -> OfferRead:
     offer = await rides.decline_offer(session, driver.user_id, offer_id)
     ride = await RideRepository(session).ride(offer.ride_id)
     assert ride is not None
@@ -99,12 +108,18 @@ async def current_ride(driver: CurrentDriver, session: SessionDep) -> DriverRide
 
 
 @router.get("/rides/{ride_id}", responses=responses(Unauthorized, NotFound))
-async def get_ride(ride_id: uuid.UUID, driver: CurrentDriver, session: SessionDep) -> DriverRideRead:
-    return await rides.driver_view(session, await rides.driver_ride(session, driver.user_id, ride_id))
+async def get_ride(
+    ride_id: uuid.UUID, driver: CurrentDriver, session: SessionDep
+) -> DriverRideRead:
+    return await rides.driver_view(
+        session, await rides.driver_ride(session, driver.user_id, ride_id)
+    )
 
 
 def _advance_route(target: RideStatus) -> Any:
-    async def advance(ride_id: uuid.UUID, driver: CurrentDriver, session: SessionDep) -> DriverRideRead:
+    async def advance(
+        ride_id: uuid.UUID, driver: CurrentDriver, session: SessionDep
+    ) -> DriverRideRead:
         ride = await rides.advance_by_driver(session, driver.user_id, ride_id, target)
         return await rides.driver_view(session, ride)
 
@@ -153,7 +168,7 @@ FORWARD_POSITION_STATUSES = {"matched", "arrived", "in_progress"}
 async def _on_open(connection: Connection) -> None:
     state = connection.websocket.app.state
     async with transaction(state) as session:
-        driver = await accounts.AccountRepository(session).driver(connection.user_id)
+        driver = await AccountRepository(session).driver(connection.user_id)
         ride = await RideRepository(session).active_ride_of_driver(connection.user_id)
         connection.state["online"] = bool(driver and driver.is_online)
         if ride is not None:
@@ -185,7 +200,9 @@ def _on_event(connection: Connection, message: dict[str, Any]) -> None:
 async def _location(connection: Connection, message: dict[str, Any]) -> None:
     point = valid_coordinate(message.get("lat"), message.get("lng"))
     if point is None:
-        connection.error("bad_coordinates", "lat must be in [-90, 90] and lng in [-180, 180]", message)
+        connection.error(
+            "bad_coordinates", "lat must be in [-90, 90] and lng in [-180, 180]", message
+        )
         return
     state = connection.websocket.app.state
     if not connection.state.get("online"):
@@ -213,7 +230,11 @@ async def _status(connection: Connection, message: dict[str, Any]) -> None:
     state = connection.websocket.app.state
     async with transaction(state) as session:
         result = await _change_status(
-            session, state.location_index, connection.user_id, status == "online", state.driving_gate
+            session,
+            state.location_index,
+            connection.user_id,
+            status == "online",
+            state.driving_gate,
         )
     connection.state["online"] = status == "online"
     connection.send({"type": "status", **result.model_dump(mode="json")})

@@ -24,7 +24,11 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 
 @router.post("/quotes", status_code=201, responses=responses(Unauthorized, Unprocessable))
 async def create_quote(
-    body: QuoteCreate, rider: CurrentRider, session: SessionDep, settings: SettingsDep, request: Request
+    body: QuoteCreate,
+    rider: CurrentRider,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
 ) -> QuoteRead:
     quote = await fares.create_quote(session, settings, request.app.state.eta, rider.user_id, body)
     return QuoteRead(
@@ -45,10 +49,15 @@ async def create_quote(
 
 
 @router.post(
-    "/rides", status_code=201, responses=responses(Unauthorized, NotFound, Conflict, Gone, Unprocessable)
+    "/rides",
+    status_code=201,
+    responses=responses(Unauthorized, NotFound, Conflict, Gone, Unprocessable),
 )
 async def request_ride(
-    body: RideRequest, rider: CurrentRider, session: SessionDep, idempotency_key: IdempotencyKey = None
+    body: RideRequest,
+    rider: CurrentRider,
+    session: SessionDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> RideRead:
     ride = await rides.request_ride(session, rider.user_id, body.quote_id, idempotency_key)
     return await rides.rider_view(session, ride)

@@ -14,7 +14,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-SERVER_URL = os.environ.get("COOP_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/coop_dispatch")
+SERVER_URL = os.environ.get(
+    "COOP_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/coop_dispatch"
+)
 REDIS_BASE = os.environ.get("COOP_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
 # Several people may run suites at once on one server: each can pick its own database and Redis db.
 TEST_DB = os.environ.get("COOP_TEST_DB", "coop_dispatch_test")
@@ -58,7 +60,7 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session", autouse=True)
-async def database(settings: Settings) -> AsyncIterator[None]:
+async def database(settings: Settings) -> None:
     await _recreate_database()
     from dispatch.migrate import upgrade
 
@@ -69,7 +71,6 @@ async def database(settings: Settings) -> AsyncIterator[None]:
     client = aioredis.Redis.from_url(TEST_REDIS_URL)
     await client.flushdb()
     await client.aclose()
-    yield
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +108,12 @@ class Account:
 
 async def make_account(http: httpx.AsyncClient, role: str, **extra: Any) -> Account:
     email = f"{role}-{uuid.uuid4().hex[:12]}@test.coop"
-    body: dict[str, Any] = {"email": email, "password": PASSWORD, "name": f"Test {role}", "role": role}
+    body: dict[str, Any] = {
+        "email": email,
+        "password": PASSWORD,
+        "name": f"Test {role}",
+        "role": role,
+    }
     if role == "driver":
         body["vehicle"] = {"make": "Toyota", "model": "Prius", "color": "green", "plate": "TEST123"}
     body.update(extra)

@@ -46,21 +46,29 @@ async def region(app: Any) -> AsyncIterator[str]:
         )
 
 
-async def online_driver(client: httpx.AsyncClient, app: Any, region: str, lat: float, lng: float) -> Account:
+async def online_driver(
+    client: httpx.AsyncClient, app: Any, region: str, lat: float, lng: float
+) -> Account:
     driver = await make_account(client, "driver")
-    assert (await client.post("/v1/driver/status", json={"status": "online"}, headers=driver.headers)).status_code == 200
+    assert (
+        await client.post("/v1/driver/status", json={"status": "online"}, headers=driver.headers)
+    ).status_code == 200
     index = LocationIndex(app.state.redis, RegionKeys(region), 0.01)
     index.update(uuid.UUID(driver.id), lat, lng)
     await index.flush()
     return driver
 
 
-async def request(client: httpx.AsyncClient, lat: float = CENTER[0], lng: float = CENTER[1]) -> tuple[Account, str]:
+async def request(
+    client: httpx.AsyncClient, lat: float = CENTER[0], lng: float = CENTER[1]
+) -> tuple[Account, str]:
     rider = await make_account(client, "rider")
     body = {"pickup": {"lat": lat, "lng": lng}, "dropoff": {"lat": 10.55, "lng": 10.55}}
     quote = await client.post("/v1/rider/quotes", json=body, headers=rider.headers)
     assert quote.status_code == 201, quote.text
-    ride = await client.post("/v1/rider/rides", json={"quote_id": quote.json()["id"]}, headers=rider.headers)
+    ride = await client.post(
+        "/v1/rider/rides", json={"quote_id": quote.json()["id"]}, headers=rider.headers
+    )
     return rider, ride.json()["id"]
 
 
@@ -80,7 +88,9 @@ async def events_of(app: Any, user_id: str, kind: str) -> list[Event]:
         return list(result.all())
 
 
-async def test_decline_reoffers_to_the_next_driver_then_gives_up(client: httpx.AsyncClient, app: Any, region: str) -> None:
+async def test_decline_reoffers_to_the_next_driver_then_gives_up(
+    client: httpx.AsyncClient, app: Any, region: str
+) -> None:
     near = await online_driver(client, app, region, 10.501, 10.501)
     far = await online_driver(client, app, region, 10.51, 10.51)
     rider, ride_id = await request(client)
@@ -91,7 +101,9 @@ async def test_decline_reoffers_to_the_next_driver_then_gives_up(client: httpx.A
     assert offer is not None and offer["ride_id"] == ride_id
     assert await current_offer(client, far) is None
 
-    declined = await client.post(f"/v1/driver/offers/{offer['offer_id']}/decline", headers=near.headers)
+    declined = await client.post(
+        f"/v1/driver/offers/{offer['offer_id']}/decline", headers=near.headers
+    )
     assert declined.status_code == 200 and declined.json()["status"] == "declined"
     await cycle(app, region)
     assert await current_offer(client, near) is None
@@ -107,7 +119,9 @@ async def test_decline_reoffers_to_the_next_driver_then_gives_up(client: httpx.A
     assert len(await events_of(app, rider.id, "ride.unfulfilled")) == 1
 
 
-async def test_unanswered_offer_expires_and_moves_on(client: httpx.AsyncClient, app: Any, region: str) -> None:
+async def test_unanswered_offer_expires_and_moves_on(
+    client: httpx.AsyncClient, app: Any, region: str
+) -> None:
     slow = await online_driver(client, app, region, 10.501, 10.501)
     other = await online_driver(client, app, region, 10.51, 10.51)
     _, ride_id = await request(client)
@@ -123,13 +137,17 @@ async def test_unanswered_offer_expires_and_moves_on(client: httpx.AsyncClient, 
     assert len(await events_of(app, slow.id, "offer.expired")) == 1
     moved = await current_offer(client, other)
     assert moved is not None and moved["ride_id"] == ride_id
-    accepted = await client.post(f"/v1/driver/offers/{moved['offer_id']}/accept", headers=other.headers)
+    accepted = await client.post(
+        f"/v1/driver/offers/{moved['offer_id']}/accept", headers=other.headers
+    )
     assert accepted.status_code == 200 and accepted.json()["status"] == "matched"
     again = await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=slow.headers)
     assert again.status_code == 409
 
 
-async def test_one_driver_gets_one_offer_at_a_time(client: httpx.AsyncClient, app: Any, region: str) -> None:
+async def test_one_driver_gets_one_offer_at_a_time(
+    client: httpx.AsyncClient, app: Any, region: str
+) -> None:
     driver = await online_driver(client, app, region, 10.5, 10.5)
     await request(client)
     await request(client, 10.502, 10.502)
@@ -137,12 +155,16 @@ async def test_one_driver_gets_one_offer_at_a_time(client: httpx.AsyncClient, ap
     assert (await cycle(app, region)).offers_sent == 0
     offer = await current_offer(client, driver)
     assert offer is not None
-    accept = await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=driver.headers)
+    accept = await client.post(
+        f"/v1/driver/offers/{offer['offer_id']}/accept", headers=driver.headers
+    )
     assert accept.status_code == 200
     assert (await cycle(app, region)).offers_sent == 0
 
 
-async def test_search_radius_widens_with_waiting(client: httpx.AsyncClient, app: Any, region: str) -> None:
+async def test_search_radius_widens_with_waiting(
+    client: httpx.AsyncClient, app: Any, region: str
+) -> None:
     distant = await online_driver(client, app, region, 10.545, 10.5)  # about 5 km north
     await request(client)
     assert (await cycle(app, region)).offers_sent == 0
@@ -151,7 +173,9 @@ async def test_search_radius_widens_with_waiting(client: httpx.AsyncClient, app:
     assert await current_offer(client, distant) is not None
 
 
-async def test_offline_and_silent_drivers_are_not_offered(client: httpx.AsyncClient, app: Any, region: str, redis: Any) -> None:
+async def test_offline_and_silent_drivers_are_not_offered(
+    client: httpx.AsyncClient, app: Any, region: str, redis: Any
+) -> None:
     gone = await online_driver(client, app, region, 10.5, 10.5)
     await client.post("/v1/driver/status", json={"status": "offline"}, headers=gone.headers)
     # The offline switch cleans the API's own region; this test's region is cleaned by hand.
@@ -164,39 +188,62 @@ async def test_offline_and_silent_drivers_are_not_offered(client: httpx.AsyncCli
     assert await redis.zscore(keys.drivers_geo, silent.id) is None
 
 
-async def test_cancel_withdraws_the_pending_offer(client: httpx.AsyncClient, app: Any, region: str) -> None:
+async def test_cancel_withdraws_the_pending_offer(
+    client: httpx.AsyncClient, app: Any, region: str
+) -> None:
     driver = await online_driver(client, app, region, 10.5, 10.5)
     rider, ride_id = await request(client)
     await cycle(app, region)
     offer = await current_offer(client, driver)
     assert offer is not None
-    cancel = await client.post(f"/v1/rider/rides/{ride_id}/cancel", json={"reason": "changed plans"}, headers=rider.headers)
+    cancel = await client.post(
+        f"/v1/rider/rides/{ride_id}/cancel", json={"reason": "changed plans"}, headers=rider.headers
+    )
     assert cancel.status_code == 200
     assert await current_offer(client, driver) is None
     assert len(await events_of(app, driver.id, "offer.withdrawn")) == 1
-    accept = await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=driver.headers)
+    accept = await client.post(
+        f"/v1/driver/offers/{offer['offer_id']}/accept", headers=driver.headers
+    )
     assert accept.status_code == 409
 
 
-async def test_wrong_state_transitions_are_409(client: httpx.AsyncClient, app: Any, region: str) -> None:
+async def test_wrong_state_transitions_are_409(
+    client: httpx.AsyncClient, app: Any, region: str
+) -> None:
     driver = await online_driver(client, app, region, 10.5, 10.5)
     rider, ride_id = await request(client)
     await cycle(app, region)
     offer = await current_offer(client, driver)
     assert offer is not None
     await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=driver.headers)
-    assert (await client.post(f"/v1/driver/rides/{ride_id}/complete", headers=driver.headers)).status_code == 409
-    assert (await client.post(f"/v1/driver/rides/{ride_id}/start", headers=driver.headers)).status_code == 409
-    assert (await client.post(f"/v1/driver/rides/{ride_id}/arrive", headers=driver.headers)).status_code == 200
-    assert (await client.post(f"/v1/driver/rides/{ride_id}/start", headers=driver.headers)).status_code == 200
+    assert (
+        await client.post(f"/v1/driver/rides/{ride_id}/complete", headers=driver.headers)
+    ).status_code == 409
+    assert (
+        await client.post(f"/v1/driver/rides/{ride_id}/start", headers=driver.headers)
+    ).status_code == 409
+    assert (
+        await client.post(f"/v1/driver/rides/{ride_id}/arrive", headers=driver.headers)
+    ).status_code == 200
+    assert (
+        await client.post(f"/v1/driver/rides/{ride_id}/start", headers=driver.headers)
+    ).status_code == 200
     cancel = await client.post(f"/v1/rider/rides/{ride_id}/cancel", headers=rider.headers)
     assert cancel.status_code == 409
-    assert (await client.post(f"/v1/driver/rides/{ride_id}/complete", headers=driver.headers)).status_code == 200
+    assert (
+        await client.post(f"/v1/driver/rides/{ride_id}/complete", headers=driver.headers)
+    ).status_code == 200
     ride = (await client.get(f"/v1/rider/rides/{ride_id}", headers=rider.headers)).json()
-    assert ride["status"] == "completed" and ride["receipt"]["driver_cents"] == ride["fare"]["driver_cents"]
+    assert (
+        ride["status"] == "completed"
+        and ride["receipt"]["driver_cents"] == ride["fare"]["driver_cents"]
+    )
 
 
-async def test_driver_cancel_sends_the_rider_back_to_the_queue(client: httpx.AsyncClient, app: Any, region: str) -> None:
+async def test_driver_cancel_sends_the_rider_back_to_the_queue(
+    client: httpx.AsyncClient, app: Any, region: str
+) -> None:
     first = await online_driver(client, app, region, 10.5, 10.5)
     second = await online_driver(client, app, region, 10.51, 10.5)
     rider, ride_id = await request(client)
@@ -204,7 +251,9 @@ async def test_driver_cancel_sends_the_rider_back_to_the_queue(client: httpx.Asy
     offer = await current_offer(client, first)
     assert offer is not None
     await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=first.headers)
-    cancel = await client.post(f"/v1/driver/rides/{ride_id}/cancel", json={"reason": "flat tyre"}, headers=first.headers)
+    cancel = await client.post(
+        f"/v1/driver/rides/{ride_id}/cancel", json={"reason": "flat tyre"}, headers=first.headers
+    )
     assert cancel.status_code == 200
     ride = (await client.get(f"/v1/rider/rides/{ride_id}", headers=rider.headers)).json()
     assert ride["status"] == "requested" and ride["driver"] is None

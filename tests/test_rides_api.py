@@ -44,7 +44,9 @@ async def test_quote_has_the_published_fields(client: httpx.AsyncClient, rider: 
         {"lat": 40.7, "lng": -73.98, "extra": 1},
     ],
 )
-async def test_bad_coordinates_are_422(client: httpx.AsyncClient, rider: Account, pickup: dict[str, Any]) -> None:
+async def test_bad_coordinates_are_422(
+    client: httpx.AsyncClient, rider: Account, pickup: dict[str, Any]
+) -> None:
     response = await quote(client, rider, pickup=pickup)
     assert response.status_code == 422
     assert response.json()["error"] == "validation_error"
@@ -52,9 +54,14 @@ async def test_bad_coordinates_are_422(client: httpx.AsyncClient, rider: Account
 
 async def test_nan_and_infinity_are_422(client: httpx.AsyncClient, rider: Account) -> None:
     for literal in ("NaN", "Infinity", "-Infinity"):
-        raw = '{"pickup": {"lat": %s, "lng": -73.98}, "dropoff": {"lat": 40.7, "lng": -74.0}}' % literal
+        raw = (
+            '{"pickup": {"lat": %s, "lng": -73.98}, "dropoff": {"lat": 40.7, "lng": -74.0}}'
+            % literal
+        )
         response = await client.post(
-            "/v1/rider/quotes", content=raw, headers=rider.headers | {"content-type": "application/json"}
+            "/v1/rider/quotes",
+            content=raw,
+            headers=rider.headers | {"content-type": "application/json"},
         )
         assert response.status_code == 422, literal
 
@@ -65,8 +72,12 @@ async def test_outside_service_area_is_422(client: httpx.AsyncClient, rider: Acc
     assert response.json()["error"] == "outside_service_area"
 
 
-async def test_routes_need_the_right_role(client: httpx.AsyncClient, rider: Account, driver: Account) -> None:
-    assert (await client.post("/v1/rider/quotes", json={"pickup": PICKUP, "dropoff": DROPOFF})).status_code == 401
+async def test_routes_need_the_right_role(
+    client: httpx.AsyncClient, rider: Account, driver: Account
+) -> None:
+    assert (
+        await client.post("/v1/rider/quotes", json={"pickup": PICKUP, "dropoff": DROPOFF})
+    ).status_code == 401
     bad = {"Authorization": "Bearer not-a-token"}
     assert (await client.get("/v1/rider/rides", headers=bad)).status_code == 401
     assert (await quote(client, driver)).status_code == 403
@@ -76,23 +87,35 @@ async def test_routes_need_the_right_role(client: httpx.AsyncClient, rider: Acco
 async def test_request_ride_and_idempotency(client: httpx.AsyncClient, rider: Account) -> None:
     quote_id = (await quote(client, rider)).json()["id"]
     key = {"Idempotency-Key": uuid.uuid4().hex}
-    first = await client.post("/v1/rider/rides", json={"quote_id": quote_id}, headers=rider.headers | key)
-    again = await client.post("/v1/rider/rides", json={"quote_id": quote_id}, headers=rider.headers | key)
+    first = await client.post(
+        "/v1/rider/rides", json={"quote_id": quote_id}, headers=rider.headers | key
+    )
+    again = await client.post(
+        "/v1/rider/rides", json={"quote_id": quote_id}, headers=rider.headers | key
+    )
     assert first.status_code == 201 and again.status_code == 201
     assert first.json()["id"] == again.json()["id"]
     assert first.json()["status"] == "requested"
 
     other_quote = (await quote(client, rider)).json()["id"]
-    reused = await client.post("/v1/rider/rides", json={"quote_id": other_quote}, headers=rider.headers | key)
+    reused = await client.post(
+        "/v1/rider/rides", json={"quote_id": other_quote}, headers=rider.headers | key
+    )
     assert reused.status_code == 422
     assert reused.json()["error"] == "idempotency_key_reused"
 
-    second_open = await client.post("/v1/rider/rides", json={"quote_id": other_quote}, headers=rider.headers)
+    second_open = await client.post(
+        "/v1/rider/rides", json={"quote_id": other_quote}, headers=rider.headers
+    )
     assert second_open.status_code == 409
 
-    cancel = await client.post(f"/v1/rider/rides/{first.json()['id']}/cancel", headers=rider.headers)
+    cancel = await client.post(
+        f"/v1/rider/rides/{first.json()['id']}/cancel", headers=rider.headers
+    )
     assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled"
-    reuse_quote = await client.post("/v1/rider/rides", json={"quote_id": quote_id}, headers=rider.headers)
+    reuse_quote = await client.post(
+        "/v1/rider/rides", json={"quote_id": quote_id}, headers=rider.headers
+    )
     assert reuse_quote.status_code == 409
 
     history = await client.get("/v1/rider/rides", headers=rider.headers)
@@ -102,17 +125,27 @@ async def test_request_ride_and_idempotency(client: httpx.AsyncClient, rider: Ac
 async def test_unknown_and_foreign_ids_are_404(client: httpx.AsyncClient, rider: Account) -> None:
     intruder = await make_account(client, "rider")
     quote_id = (await quote(client, rider)).json()["id"]
-    stolen = await client.post("/v1/rider/rides", json={"quote_id": quote_id}, headers=intruder.headers)
+    stolen = await client.post(
+        "/v1/rider/rides", json={"quote_id": quote_id}, headers=intruder.headers
+    )
     assert stolen.status_code == 404
-    unknown = await client.post("/v1/rider/rides", json={"quote_id": str(uuid.uuid4())}, headers=rider.headers)
+    unknown = await client.post(
+        "/v1/rider/rides", json={"quote_id": str(uuid.uuid4())}, headers=rider.headers
+    )
     assert unknown.status_code == 404
-    ride = (await client.post("/v1/rider/rides", json={"quote_id": quote_id}, headers=rider.headers)).json()
-    assert (await client.get(f"/v1/rider/rides/{ride['id']}", headers=intruder.headers)).status_code == 404
+    ride = (
+        await client.post("/v1/rider/rides", json={"quote_id": quote_id}, headers=rider.headers)
+    ).json()
+    assert (
+        await client.get(f"/v1/rider/rides/{ride['id']}", headers=intruder.headers)
+    ).status_code == 404
     cancel = await client.post(f"/v1/rider/rides/{ride['id']}/cancel", headers=intruder.headers)
     assert cancel.status_code == 404
     mine = await client.get(f"/v1/rider/rides/{ride['id']}", headers=rider.headers)
     assert mine.json()["status"] == "requested"
-    assert (await client.get("/v1/rider/rides/not-a-uuid", headers=rider.headers)).status_code == 422
+    assert (
+        await client.get("/v1/rider/rides/not-a-uuid", headers=rider.headers)
+    ).status_code == 422
     await client.post(f"/v1/rider/rides/{ride['id']}/cancel", headers=rider.headers)
 
 
@@ -120,7 +153,9 @@ async def test_expired_quote_is_410(client: httpx.AsyncClient, rider: Account) -
     quote_id = (await quote(client, rider)).json()["id"]
     clock.advance(timedelta(minutes=10))
     try:
-        response = await client.post("/v1/rider/rides", json={"quote_id": quote_id}, headers=rider.headers)
+        response = await client.post(
+            "/v1/rider/rides", json={"quote_id": quote_id}, headers=rider.headers
+        )
     finally:
         clock.reset()
     assert response.status_code == 410
@@ -129,14 +164,22 @@ async def test_expired_quote_is_410(client: httpx.AsyncClient, rider: Account) -
 
 async def test_driver_actions_on_unknown_things(client: httpx.AsyncClient, driver: Account) -> None:
     unknown = uuid.uuid4()
-    assert (await client.post(f"/v1/driver/offers/{unknown}/accept", headers=driver.headers)).status_code == 404
-    assert (await client.post(f"/v1/driver/offers/{unknown}/decline", headers=driver.headers)).status_code == 404
+    assert (
+        await client.post(f"/v1/driver/offers/{unknown}/accept", headers=driver.headers)
+    ).status_code == 404
+    assert (
+        await client.post(f"/v1/driver/offers/{unknown}/decline", headers=driver.headers)
+    ).status_code == 404
     for action in ("arrive", "start", "complete"):
         response = await client.post(f"/v1/driver/rides/{unknown}/{action}", headers=driver.headers)
         assert response.status_code == 404
-    cancel = await client.post(f"/v1/driver/rides/{unknown}/cancel", json={"reason": "x"}, headers=driver.headers)
+    cancel = await client.post(
+        f"/v1/driver/rides/{unknown}/cancel", json={"reason": "x"}, headers=driver.headers
+    )
     assert cancel.status_code == 404
-    assert (await client.post(f"/v1/driver/rides/{unknown}/cancel", json={}, headers=driver.headers)).status_code == 422
+    assert (
+        await client.post(f"/v1/driver/rides/{unknown}/cancel", json={}, headers=driver.headers)
+    ).status_code == 422
     earnings = await client.get("/v1/driver/earnings", headers=driver.headers)
     assert earnings.json()["rides"] == [] and earnings.json()["total_net_cents"] == 0
     assert (await client.get("/v1/driver/offers/current", headers=driver.headers)).json() is None
@@ -146,12 +189,26 @@ async def test_register_and_login_rules(client: httpx.AsyncClient) -> None:
     email = f"dup-{uuid.uuid4().hex[:8]}@test.coop"
     body = {"email": email, "password": "long-enough-pw", "name": "Dup", "role": "rider"}
     assert (await client.post("/v1/auth/register", json=body)).status_code == 201
-    assert (await client.post("/v1/auth/register", json=body | {"email": email.upper()})).status_code == 409
-    assert (await client.post("/v1/auth/register", json=body | {"role": "operator", "email": "o" + email})).status_code == 422
-    assert (await client.post("/v1/auth/register", json=body | {"password": "short", "email": "s" + email})).status_code == 422
+    assert (
+        await client.post("/v1/auth/register", json=body | {"email": email.upper()})
+    ).status_code == 409
+    assert (
+        await client.post(
+            "/v1/auth/register", json=body | {"role": "operator", "email": "o" + email}
+        )
+    ).status_code == 422
+    assert (
+        await client.post(
+            "/v1/auth/register", json=body | {"password": "short", "email": "s" + email}
+        )
+    ).status_code == 422
     wrong = await client.post("/v1/auth/token", data={"username": email, "password": "nope-nope"})
     assert wrong.status_code == 401
-    token = await client.post("/v1/auth/token", data={"username": email, "password": "long-enough-pw"})
+    token = await client.post(
+        "/v1/auth/token", data={"username": email, "password": "long-enough-pw"}
+    )
     assert token.status_code == 200 and token.json()["token_type"] == "bearer"
-    me = await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    me = await client.get(
+        "/v1/auth/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+    )
     assert me.json()["email"] == email and "password" not in str(me.json())

@@ -8,7 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase
 
 from dispatch.core.settings import Settings
@@ -67,4 +72,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# Function scope: FastAPI commits when the handler returns and *before* the response is sent, so
+# a client is never told "done" about a transaction that then fails to commit.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

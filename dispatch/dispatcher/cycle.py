@@ -62,7 +62,9 @@ async def run_cycle(state: Any, region: str, settings: Settings, eta: EtaModel) 
     report = CycleReport(region=region)
     keys = RegionKeys(region)
     async with transaction(state) as session:
-        locked = await session.scalar(select(func.pg_try_advisory_xact_lock(region_lock_key(region))))
+        locked = await session.scalar(
+            select(func.pg_try_advisory_xact_lock(region_lock_key(region)))
+        )
         if not locked:
             report.ran = False
             return report
@@ -82,8 +84,10 @@ async def run_cycle(state: Any, region: str, settings: Settings, eta: EtaModel) 
                 report.candidate_edges = plan.candidate_edges
                 report.solve_ms = plan.solve_ms
                 report.offered = await _make_offers(
-                    session, [(a.ride_id, a.driver_id, a.eta_s) for a in plan.assignments],
-                    now, settings.offer_ttl_s,
+                    session,
+                    [(a.ride_id, a.driver_id, a.eta_s) for a in plan.assignments],
+                    now,
+                    settings.offer_ttl_s,
                 )
                 report.offers_sent = len(report.offered)
     report.cycle_ms = (time.perf_counter() - started) * 1000
@@ -134,7 +138,11 @@ async def _give_up(session: AsyncSession, region: str, now: Any, timeout_s: floa
 async def _open_requests(session: AsyncSession, region: str, now: Any) -> RequestBatch:
     query = (
         select(Ride.id, Ride.pickup_lat, Ride.pickup_lng, Ride.requested_at)
-        .where(Ride.region_id == region, Ride.status == RideStatus.requested, ~_pending_offer_for(Ride.id))
+        .where(
+            Ride.region_id == region,
+            Ride.status == RideStatus.requested,
+            ~_pending_offer_for(Ride.id),
+        )
         .order_by(Ride.requested_at)
         .with_for_update(skip_locked=True)
     )
@@ -151,15 +159,21 @@ async def _open_requests(session: AsyncSession, region: str, now: Any) -> Reques
         ride_ids=[str(ride_id) for ride_id in ride_ids],
         lat=np.array([row.pickup_lat for row in rows], dtype=np.float64),
         lng=np.array([row.pickup_lng for row in rows], dtype=np.float64),
-        waited_s=np.array([(now - row.requested_at).total_seconds() for row in rows], dtype=np.float64),
+        waited_s=np.array(
+            [(now - row.requested_at).total_seconds() for row in rows], dtype=np.float64
+        ),
         excluded=[frozenset(excluded[ride_id]) for ride_id in ride_ids],
     )
 
 
-async def _available_drivers(session: AsyncSession, state: Any, keys: RegionKeys, now: Any) -> DriverSnapshot:
+async def _available_drivers(
+    session: AsyncSession, state: Any, keys: RegionKeys, now: Any
+) -> DriverSnapshot:
     positions = await presence.snapshot(state.redis, keys)
     busy_offers = select(Offer.driver_id).where(Offer.status == OfferStatus.pending)
-    busy_rides = select(Ride.driver_id).where(Ride.status.in_(ACTIVE_STATUSES), Ride.driver_id.is_not(None))
+    busy_rides = select(Ride.driver_id).where(
+        Ride.status.in_(ACTIVE_STATUSES), Ride.driver_id.is_not(None)
+    )
     busy = {str(d) for d in (await session.execute(busy_offers.union(busy_rides))).scalars()}
     keep = np.array([d not in busy for d in positions.driver_ids], dtype=bool)
     ids = [d for d, k in zip(positions.driver_ids, keep, strict=True) if k]
@@ -179,7 +193,11 @@ async def _available_drivers(session: AsyncSession, state: Any, keys: RegionKeys
                 earned[i] = float(cents or 0)
                 idle[i] = (now - last_end).total_seconds() if last_end else 0.0
     return DriverSnapshot(
-        driver_ids=ids, lat=positions.lat[keep], lng=positions.lng[keep], idle_s=idle, earned_cents=earned
+        driver_ids=ids,
+        lat=positions.lat[keep],
+        lng=positions.lng[keep],
+        idle_s=idle,
+        earned_cents=earned,
     )
 
 
@@ -202,8 +220,14 @@ async def _make_offers(
         for ride_id, driver_id, eta_s in assignments
     ]
     inserted = (
-        await session.execute(insert(Offer).values(rows).on_conflict_do_nothing().returning(Offer.id))
-    ).scalars().all()
+        (
+            await session.execute(
+                insert(Offer).values(rows).on_conflict_do_nothing().returning(Offer.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
     made = set(inserted)
     rides = {
         ride.id: ride

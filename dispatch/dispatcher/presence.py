@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +98,7 @@ class LocationIndex:
 
 
 async def prune_silent(redis: Redis, keys: RegionKeys, silence_s: float) -> int:
-    removed = await redis.eval(  # type: ignore[misc]
+    removed = await redis.eval(
         PRUNE_SILENT, 2, keys.drivers_geo, keys.drivers_seen, time.time() - silence_s
     )
     return int(removed)
@@ -105,8 +106,13 @@ async def prune_silent(redis: Redis, keys: RegionKeys, silence_s: float) -> int:
 
 async def snapshot(redis: Redis, keys: RegionKeys) -> DriverPositions:
     """Every indexed driver with its position, in one round trip."""
-    rows = await redis.geosearch(
-        keys.drivers_geo, longitude=0.0, latitude=0.0, width=40_075, height=40_075, unit="km",
+    rows: list[Any] = await redis.geosearch(
+        keys.drivers_geo,
+        longitude=0.0,
+        latitude=0.0,
+        width=40_075,
+        height=40_075,
+        unit="km",
         withcoord=True,
     )
     ids = [row[0] for row in rows]

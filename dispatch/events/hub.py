@@ -36,10 +36,12 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         if self._pubsub is not None:
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     @contextlib.asynccontextmanager
-    async def listen(self, channel: str, maxsize: int) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+    async def listen(
+        self, channel: str, maxsize: int
+    ) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=maxsize)
         assert self._pubsub is not None
         async with self._lock:

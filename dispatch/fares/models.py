@@ -41,7 +41,9 @@ class Region(Base):
 class FarePolicy(Base):
     __tablename__ = "fare_policy"
     __table_args__ = (
-        CheckConstraint("base_cents >= 0 AND per_km_cents >= 0 AND per_minute_cents >= 0", name="rates"),
+        CheckConstraint(
+            "base_cents >= 0 AND per_km_cents >= 0 AND per_minute_cents >= 0", name="rates"
+        ),
         CheckConstraint("minimum_cents >= 0 AND booking_fee_cents >= 0", name="fees"),
         CheckConstraint("commission_rate >= 0 AND commission_rate <= 1", name="commission_rate"),
         CheckConstraint("commission_cap_cents >= 0", name="commission_cap"),

@@ -41,9 +41,13 @@ async def create_quote(
     pickup, dropoff = body.pickup, body.dropoff
     region = await repository.region_covering(pickup.lat, pickup.lng)
     if region is None:
-        raise Unprocessable("pickup is outside the co-op's service area", code="outside_service_area")
+        raise Unprocessable(
+            "pickup is outside the co-op's service area", code="outside_service_area"
+        )
     if await repository.region_covering(dropoff.lat, dropoff.lng) is None:
-        raise Unprocessable("dropoff is outside the co-op's service area", code="outside_service_area")
+        raise Unprocessable(
+            "dropoff is outside the co-op's service area", code="outside_service_area"
+        )
     policy = await current_policy(session)
     trip = eta.estimate(pickup.lat, pickup.lng, dropoff.lat, dropoff.lng)
     fare = price(rules_of(policy), trip.distance_m, trip.duration_s)

@@ -54,7 +54,9 @@ class Connection:
         self.websocket = websocket
         self.claims = claims
         self.settings = settings
-        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=settings.ws_send_queue)
+        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(
+            maxsize=settings.ws_send_queue
+        )
         self.seq = 0
         self.last_event_id = 0
         self.last_heard = time.monotonic()

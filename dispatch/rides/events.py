@@ -22,7 +22,11 @@ async def ride_matched(session: AsyncSession, ride: Ride) -> None:
     record_event(session, ride.rider_id, "ride.matched", rider_payload, ride.id)
     assignment = (await driver_view(session, ride)).model_dump(mode="json")
     record_event(
-        session, ride.driver_id, "ride.assigned", {"ride": assignment, "rider_id": str(ride.rider_id)}, ride.id
+        session,
+        ride.driver_id,
+        "ride.assigned",
+        {"ride": assignment, "rider_id": str(ride.rider_id)},
+        ride.id,
     )
 
 

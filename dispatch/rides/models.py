@@ -60,7 +60,12 @@ class Ride(Base):
             unique=True,
             postgresql_where=text("status IN ('matched', 'arrived', 'in_progress')"),
         ),
-        Index("ix_ride_open", "region_id", "requested_at", postgresql_where=text("status = 'requested'")),
+        Index(
+            "ix_ride_open",
+            "region_id",
+            "requested_at",
+            postgresql_where=text("status = 'requested'"),
+        ),
         UniqueConstraint("rider_id", "idempotency_key", name="uq_ride_rider_idempotency_key"),
     )
 
@@ -103,12 +108,24 @@ class Offer(Base):
     __tablename__ = "offer"
     __table_args__ = (
         # One pending offer per ride and per driver, whatever any dispatcher believes.
-        Index("uq_offer_ride_pending", "ride_id", unique=True, postgresql_where=text("status = 'pending'")),
-        Index("uq_offer_driver_pending", "driver_id", unique=True, postgresql_where=text("status = 'pending'")),
+        Index(
+            "uq_offer_ride_pending",
+            "ride_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "uq_offer_driver_pending",
+            "driver_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    ride_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ride.id", ondelete="CASCADE"), index=True)
+    ride_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ride.id", ondelete="CASCADE"), index=True
+    )
     driver_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("driver.user_id"), index=True)
     status: Mapped[OfferStatus] = mapped_column(_status_enum(OfferStatus, "offer_status"))
     eta_s: Mapped[int] = mapped_column(Integer)

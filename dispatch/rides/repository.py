@@ -8,7 +8,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts.models import Driver, UserAccount
-from dispatch.rides.models import ACTIVE_STATUSES, OPEN_STATUSES, Offer, OfferStatus, Ride, RideStatus
+from dispatch.rides.models import (
+    ACTIVE_STATUSES,
+    OPEN_STATUSES,
+    Offer,
+    OfferStatus,
+    Ride,
+    RideStatus,
+)
 
 
 class RideRepository:
@@ -16,10 +23,14 @@ class RideRepository:
         self.session = session
 
     async def ride(self, ride_id: uuid.UUID, *, for_update: bool = False) -> Ride | None:
-        return await self.session.get(Ride, ride_id, with_for_update=for_update, populate_existing=for_update)
+        return await self.session.get(
+            Ride, ride_id, with_for_update=for_update, populate_existing=for_update
+        )
 
     async def offer(self, offer_id: uuid.UUID, *, for_update: bool = False) -> Offer | None:
-        return await self.session.get(Offer, offer_id, with_for_update=for_update, populate_existing=for_update)
+        return await self.session.get(
+            Offer, offer_id, with_for_update=for_update, populate_existing=for_update
+        )
 
     async def by_idempotency_key(self, rider_id: uuid.UUID, key: str) -> Ride | None:
         query = select(Ride).where(Ride.rider_id == rider_id, Ride.idempotency_key == key)
@@ -30,7 +41,9 @@ class RideRepository:
         return (await self.session.execute(query)).scalar_one_or_none()
 
     async def open_ride_of_rider(self, rider_id: uuid.UUID) -> Ride | None:
-        query = select(Ride).where(Ride.rider_id == rider_id, Ride.status.in_(OPEN_STATUSES)).limit(1)
+        query = (
+            select(Ride).where(Ride.rider_id == rider_id, Ride.status.in_(OPEN_STATUSES)).limit(1)
+        )
         return (await self.session.execute(query)).scalar_one_or_none()
 
     async def active_ride_of_driver(self, driver_id: uuid.UUID) -> Ride | None:
@@ -47,7 +60,11 @@ class RideRepository:
         return (await self.session.execute(query)).scalars().all()
 
     async def rides_of_driver(
-        self, driver_id: uuid.UUID, statuses: Sequence[RideStatus], limit: int, before: datetime | None
+        self,
+        driver_id: uuid.UUID,
+        statuses: Sequence[RideStatus],
+        limit: int,
+        before: datetime | None,
     ) -> Sequence[Ride]:
         query = select(Ride).where(Ride.driver_id == driver_id, Ride.status.in_(statuses))
         if before is not None:
@@ -60,7 +77,9 @@ class RideRepository:
         return (await self.session.execute(query.with_for_update())).scalars().all()
 
     async def pending_offer_of_driver(self, driver_id: uuid.UUID) -> Offer | None:
-        query = select(Offer).where(Offer.driver_id == driver_id, Offer.status == OfferStatus.pending)
+        query = select(Offer).where(
+            Offer.driver_id == driver_id, Offer.status == OfferStatus.pending
+        )
         return (await self.session.execute(query)).scalar_one_or_none()
 
     async def driver_profile(self, driver_id: uuid.UUID) -> tuple[UserAccount, Driver] | None:
@@ -71,7 +90,9 @@ class RideRepository:
     async def user(self, user_id: uuid.UUID) -> UserAccount | None:
         return await self.session.get(UserAccount, user_id)
 
-    async def set_offer_status(self, offer_ids: Sequence[uuid.UUID], status: OfferStatus, at: datetime) -> None:
+    async def set_offer_status(
+        self, offer_ids: Sequence[uuid.UUID], status: OfferStatus, at: datetime
+    ) -> None:
         if offer_ids:
             await self.session.execute(
                 update(Offer).where(Offer.id.in_(offer_ids)).values(status=status, responded_at=at)

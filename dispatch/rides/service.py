@@ -26,8 +26,8 @@ from dispatch.rides.schemas import (
     Fare,
     OfferRead,
     Receipt,
-    RideRead,
     RiderContact,
+    RideRead,
 )
 from dispatch.rides.state import Actor, allowed
 
@@ -89,14 +89,18 @@ def _same_request(existing: Ride, quote_id: uuid.UUID) -> Ride:
     return existing
 
 
-async def rider_ride(session: AsyncSession, rider_id: uuid.UUID, ride_id: uuid.UUID, *, lock: bool = False) -> Ride:
+async def rider_ride(
+    session: AsyncSession, rider_id: uuid.UUID, ride_id: uuid.UUID, *, lock: bool = False
+) -> Ride:
     ride = await RideRepository(session).ride(ride_id, for_update=lock)
     if ride is None or ride.rider_id != rider_id:
         raise NotFound("ride not found", code="ride_not_found")
     return ride
 
 
-async def driver_ride(session: AsyncSession, driver_id: uuid.UUID, ride_id: uuid.UUID, *, lock: bool = False) -> Ride:
+async def driver_ride(
+    session: AsyncSession, driver_id: uuid.UUID, ride_id: uuid.UUID, *, lock: bool = False
+) -> Ride:
     ride = await RideRepository(session).ride(ride_id, for_update=lock)
     if ride is None or ride.driver_id != driver_id:
         raise NotFound("ride not found", code="ride_not_found")
@@ -115,7 +119,9 @@ async def _withdraw_pending_offers(session: AsyncSession, ride: Ride, now: datet
     offers = await repository.pending_offers_of_ride(ride.id)
     await repository.set_offer_status([o.id for o in offers], OfferStatus.withdrawn, now)
     for offer in offers:
-        record_event(session, offer.driver_id, "offer.withdrawn", {"offer_id": str(offer.id)}, ride.id)
+        record_event(
+            session, offer.driver_id, "offer.withdrawn", {"offer_id": str(offer.id)}, ride.id
+        )
 
 
 async def cancel_by_rider(
@@ -145,8 +151,7 @@ async def accept_offer(session: AsyncSession, driver_id: uuid.UUID, offer_id: uu
     if offer is None or offer.driver_id != driver_id:
         raise NotFound("offer not found", code="offer_not_found")
     if offer.status is OfferStatus.accepted:
-        ride = await driver_ride(session, driver_id, offer.ride_id)
-        return ride
+        return await driver_ride(session, driver_id, offer.ride_id)
     if offer.status is not OfferStatus.pending:
         raise Conflict(f"the offer was {offer.status.value}", code="offer_not_pending")
     now = utcnow()
@@ -225,11 +230,19 @@ async def cancel_by_driver(
     ride.cancel_reason = reason
     ride.cancelled_by = Actor.driver.value
     record_event(
-        session, ride.rider_id, "ride.driver_cancelled", {"status": "requested", "reason": reason}, ride.id
+        session,
+        ride.rider_id,
+        "ride.driver_cancelled",
+        {"status": "requested", "reason": reason},
+        ride.id,
     )
     record_event(session, ride.rider_id, "ride.searching", {"status": "requested"}, ride.id)
     record_event(
-        session, driver_id, "ride.cancelled", {"status": "cancelled", "cancelled_by": "driver"}, ride.id
+        session,
+        driver_id,
+        "ride.cancelled",
+        {"status": "cancelled", "cancelled_by": "driver"},
+        ride.id,
     )
     await session.flush()
     return ride
@@ -239,7 +252,8 @@ async def receipt_of(session: AsyncSession, ride: Ride) -> Receipt:
     repository = FareRepository(session)
     quote = await repository.quote(ride.quote_id)
     policy = await repository.policy(ride.policy_version)
-    assert quote is not None and policy is not None
+    assert quote is not None
+    assert policy is not None
     return Receipt(
         ride_id=ride.id,
         total_cents=ride.total_cents,
@@ -329,7 +343,9 @@ def offer_view(offer: Offer, ride: Ride) -> OfferRead:
 async def earnings(
     session: AsyncSession, driver_id: uuid.UUID, limit: int, before: datetime | None
 ) -> Earnings:
-    found = await RideRepository(session).rides_of_driver(driver_id, [RideStatus.completed], limit, before)
+    found = await RideRepository(session).rides_of_driver(
+        driver_id, [RideStatus.completed], limit, before
+    )
     lines = [
         EarningsLine(
             ride_id=ride.id,

@@ -52,7 +52,9 @@ class Stack:
 
     def start_api(self, name: str) -> Process:
         port = free_port()
-        process = self._spawn(name, ["api", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"])
+        process = self._spawn(
+            name, ["api", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        )
         process.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -141,7 +143,9 @@ class Socket:
             nonlocal seen
             for message in self.received[seen:]:
                 seen += 1
-                if message.get("type") == kind and all(message.get(k) == v for k, v in match.items()):
+                if message.get("type") == kind and all(
+                    message.get(k) == v for k, v in match.items()
+                ):
                     return message
             return None
 

@@ -23,7 +23,9 @@ DRIVERS = 20
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Any:
-    with running_stack(tmp_path, request_timeout_s="12", offer_ttl_s="3", batch_interval_s="0.25") as running:
+    with running_stack(
+        tmp_path, request_timeout_s="12", offer_ttl_s="3", batch_interval_s="0.25"
+    ) as running:
         yield running
 
 
@@ -64,7 +66,11 @@ async def test_fifty_requests_twenty_drivers(stack: Stack) -> None:
     sockets = []
     for i, account in enumerate(drivers):
         base = api_a if i % 2 else api_b
-        sockets.append(await go_online(base, account, 40.75 + rng.uniform(-0.01, 0.01), -73.99 + rng.uniform(-0.01, 0.01)))
+        sockets.append(
+            await go_online(
+                base, account, 40.75 + rng.uniform(-0.01, 0.01), -73.99 + rng.uniform(-0.01, 0.01)
+            )
+        )
 
     stop = asyncio.Event()
     workers = [
@@ -74,7 +80,10 @@ async def test_fifty_requests_twenty_drivers(stack: Stack) -> None:
 
     async def request(rider: dict[str, Any], base: str) -> str:
         async with httpx.AsyncClient(base_url=base, headers=auth(rider), timeout=20) as http:
-            pickup = {"lat": 40.75 + rng.uniform(-0.01, 0.01), "lng": -73.99 + rng.uniform(-0.01, 0.01)}
+            pickup = {
+                "lat": 40.75 + rng.uniform(-0.01, 0.01),
+                "lng": -73.99 + rng.uniform(-0.01, 0.01),
+            }
             dropoff = {"lat": 40.72, "lng": -74.0}
             quote = await http.post("/v1/rider/quotes", json={"pickup": pickup, "dropoff": dropoff})
             assert quote.status_code == 201, quote.text
@@ -82,14 +91,20 @@ async def test_fifty_requests_twenty_drivers(stack: Stack) -> None:
             assert ride.status_code == 201, ride.text
             return str(ride.json()["id"])
 
-    ride_ids = await asyncio.gather(*(request(r, api_a if i % 2 else api_b) for i, r in enumerate(riders)))
+    ride_ids = await asyncio.gather(
+        *(request(r, api_a if i % 2 else api_b) for i, r in enumerate(riders))
+    )
 
     database = await asyncpg.connect(TEST_DATABASE_URL.replace("postgresql://", "postgres://"))
     try:
         deadline = asyncio.get_running_loop().time() + 60
         while True:
-            rows = await database.fetch("SELECT id::text, status, driver_id FROM ride WHERE id::text = ANY($1)", ride_ids)
-            open_rides = [r for r in rows if r["status"] in ("requested", "matched", "arrived", "in_progress")]
+            rows = await database.fetch(
+                "SELECT id::text, status, driver_id FROM ride WHERE id::text = ANY($1)", ride_ids
+            )
+            open_rides = [
+                r for r in rows if r["status"] in ("requested", "matched", "arrived", "in_progress")
+            ]
             if not open_rides or asyncio.get_running_loop().time() > deadline:
                 break
             await asyncio.sleep(0.5)

@@ -24,7 +24,12 @@ def register(base: str, role: str, name: str) -> dict[str, Any]:
     email = f"{role}-{uuid.uuid4().hex[:10]}@e2e.coop"
     body: dict[str, Any] = {"email": email, "password": PASSWORD, "name": name, "role": role}
     if role == "driver":
-        body["vehicle"] = {"make": "Toyota", "model": "Prius", "color": "white", "plate": f"E2E{name[:3]}"}
+        body["vehicle"] = {
+            "make": "Toyota",
+            "model": "Prius",
+            "color": "white",
+            "plate": f"E2E{name[:3]}",
+        }
     created = httpx.post(f"{base}/v1/auth/register", json=body)
     assert created.status_code == 201, created.text
     token = httpx.post(f"{base}/v1/auth/token", data={"username": email, "password": PASSWORD})
@@ -66,17 +71,25 @@ async def test_ride_across_two_api_processes(stack: Stack) -> None:
     near_socket = await go_online(api_b, near, 40.7590, -73.9845)
     far_socket = await go_online(api_a, far, 40.7650, -73.9800)
 
-    quote = httpx.post(f"{api_a}/v1/rider/quotes", json={"pickup": TIMES_SQUARE, "dropoff": WALL_STREET}, headers=auth(rider))
+    quote = httpx.post(
+        f"{api_a}/v1/rider/quotes",
+        json={"pickup": TIMES_SQUARE, "dropoff": WALL_STREET},
+        headers=auth(rider),
+    )
     assert quote.status_code == 201, quote.text
     quote_body = quote.json()
     rider_socket = await Socket.open(api_a, "/v1/rider/ws", rider["token"])
     await rider_socket.wait_for("hello")
 
     key = {"Idempotency-Key": "e2e-ride-1"}
-    request = httpx.post(f"{api_b}/v1/rider/rides", json={"quote_id": quote_body["id"]}, headers=auth(rider) | key)
+    request = httpx.post(
+        f"{api_b}/v1/rider/rides", json={"quote_id": quote_body["id"]}, headers=auth(rider) | key
+    )
     assert request.status_code == 201, request.text
     ride_id = request.json()["id"]
-    retry = httpx.post(f"{api_a}/v1/rider/rides", json={"quote_id": quote_body["id"]}, headers=auth(rider) | key)
+    retry = httpx.post(
+        f"{api_a}/v1/rider/rides", json={"quote_id": quote_body["id"]}, headers=auth(rider) | key
+    )
     assert retry.status_code == 201 and retry.json()["id"] == ride_id
 
     first_offer = await near_socket.wait_for("offer", ride_id=ride_id)
@@ -86,7 +99,9 @@ async def test_ride_across_two_api_processes(stack: Stack) -> None:
     await near_socket.wait_for("declined", offer_id=first_offer["offer_id"])
 
     second_offer = await far_socket.wait_for("offer", ride_id=ride_id)
-    stolen = httpx.post(f"{api_b}/v1/driver/offers/{second_offer['offer_id']}/accept", headers=auth(near))
+    stolen = httpx.post(
+        f"{api_b}/v1/driver/offers/{second_offer['offer_id']}/accept", headers=auth(near)
+    )
     assert stolen.status_code == 404
     await far_socket.send({"type": "accept", "offer_id": second_offer["offer_id"]})
     accepted = await far_socket.wait_for("accepted", offer_id=second_offer["offer_id"])
@@ -101,7 +116,11 @@ async def test_ride_across_two_api_processes(stack: Stack) -> None:
     position = await rider_socket.wait_for("driver.location", ride_id=ride_id)
     assert position["lat"] == pytest.approx(40.7620)
 
-    for action, event in (("arrive", "ride.arrived"), ("start", "ride.started"), ("complete", "ride.completed")):
+    for action, event in (
+        ("arrive", "ride.arrived"),
+        ("start", "ride.started"),
+        ("complete", "ride.completed"),
+    ):
         step = httpx.post(f"{api_b}/v1/driver/rides/{ride_id}/{action}", headers=auth(far))
         assert step.status_code == 200, step.text
         await rider_socket.wait_for(event, ride_id=ride_id)
@@ -119,25 +138,36 @@ async def test_ride_across_two_api_processes(stack: Stack) -> None:
     )
     expected = price(rules, quote_body["distance_m"], quote_body["duration_s"])
     assert (receipt["total_cents"], receipt["driver_cents"], receipt["coop_cents"]) == (
-        expected.total_cents, expected.driver_cents, expected.coop_cents,
+        expected.total_cents,
+        expected.driver_cents,
+        expected.coop_cents,
     )
     assert receipt["policy_version"] == policy["version"]
 
     seqs = [m["seq"] for m in rider_socket.received]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
-    assert httpx.get(f"{api_a}/v1/rider/rides/{ride_id}", headers=auth(other_rider)).status_code == 404
+    assert (
+        httpx.get(f"{api_a}/v1/rider/rides/{ride_id}", headers=auth(other_rider)).status_code == 404
+    )
     assert httpx.get(f"{api_a}/v1/driver/rides/{ride_id}", headers=auth(near)).status_code == 404
-    assert httpx.post(f"{api_a}/v1/driver/rides/{ride_id}/complete", headers=auth(near)).status_code == 404
+    assert (
+        httpx.post(f"{api_a}/v1/driver/rides/{ride_id}/complete", headers=auth(near)).status_code
+        == 404
+    )
     assert httpx.get(f"{api_a}/v1/rider/rides/{ride_id}", headers=auth(far)).status_code == 403
 
     earnings = httpx.get(f"{api_a}/v1/driver/earnings", headers=auth(far)).json()
     line = next(item for item in earnings["rides"] if item["ride_id"] == ride_id)
     assert (line["gross_cents"], line["coop_commission_cents"], line["net_cents"]) == (
-        expected.total_cents, expected.coop_cents, expected.driver_cents,
+        expected.total_cents,
+        expected.coop_cents,
+        expected.driver_cents,
     )
     final = httpx.get(f"{api_b}/v1/rider/rides/{ride_id}", headers=auth(rider)).json()
-    assert final["status"] == "completed" and final["receipt"]["total_cents"] == expected.total_cents
+    assert (
+        final["status"] == "completed" and final["receipt"]["total_cents"] == expected.total_cents
+    )
 
     for socket in (near_socket, far_socket, rider_socket):
         await socket.close()

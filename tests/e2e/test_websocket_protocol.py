@@ -22,7 +22,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("ws"), ws_heartbeat_s="1", ws_max_connections_per_user="2") as running:
+    with running_stack(
+        tmp_path_factory.mktemp("ws"), ws_heartbeat_s="1", ws_max_connections_per_user="2"
+    ) as running:
         running.start_api("api")
         yield running
 
@@ -34,14 +36,21 @@ def base(stack: Stack) -> str:
     return url
 
 
-async def closed_with(base: str, path: str, token: str | None) -> tuple[int | None, str | None, list[Any]]:
+async def closed_with(
+    base: str, path: str, token: str | None
+) -> tuple[int | None, str | None, list[Any]]:
     socket = await Socket.open(base, path, token)
     await asyncio.wait_for(socket._reader, 5)
     return socket.close_code, socket.close_reason, socket.received
 
 
 def forged(claims: dict[str, Any], secret: str = TEST_JWT_SECRET, alg: str = "HS256") -> str:
-    base_claims = {"iss": "coop-dispatch", "aud": "coop-dispatch-apps", "iat": int(time.time()), "exp": int(time.time()) + 60}
+    base_claims = {
+        "iss": "coop-dispatch",
+        "aud": "coop-dispatch-apps",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 60,
+    }
     return jwt.encode(base_claims | claims, secret, algorithm=alg)
 
 
@@ -54,7 +63,9 @@ async def test_bad_tokens_close_1008_before_any_data(base: str) -> None:
         none_alg,
         forged({"sub": rider["id"], "role": "rider", "exp": int(time.time()) - 5}),
         forged({"sub": rider["id"], "role": "rider", "aud": "someone-else"}),
-        forged({"sub": rider["id"], "role": "rider"}, secret="another-secret-of-at-least-32-bytes!"),
+        forged(
+            {"sub": rider["id"], "role": "rider"}, secret="another-secret-of-at-least-32-bytes!"
+        ),
         rider["token"][:-3] + "abc",
     ]
     for token in cases:
@@ -130,9 +141,13 @@ async def test_silent_clients_are_dropped_after_missed_heartbeats(base: str) -> 
     url = base.replace("http://", "ws://") + "/v1/rider/ws"
     async with websockets.connect(url, additional_headers=auth(rider)) as raw:
         started = time.monotonic()
-        with pytest.raises(websockets.ConnectionClosed):
+
+        async def read_until_closed() -> None:
             while True:
                 await asyncio.wait_for(raw.recv(), 10)
+
+        with pytest.raises(websockets.ConnectionClosed):
+            await read_until_closed()
         assert raw.close_code == 4408
         assert time.monotonic() - started < 8
 
@@ -141,15 +156,23 @@ async def test_reconnecting_rider_resumes_from_last_event(base: str) -> None:
     rider = register(base, "rider", "Flaky Network")
     socket = await Socket.open(base, "/v1/rider/ws", rider["token"])
     await socket.wait_for("hello")
-    quote = httpx.post(f"{base}/v1/rider/quotes", json={"pickup": TIMES_SQUARE, "dropoff": WALL_STREET}, headers=auth(rider))
-    ride = httpx.post(f"{base}/v1/rider/rides", json={"quote_id": quote.json()["id"]}, headers=auth(rider)).json()
+    quote = httpx.post(
+        f"{base}/v1/rider/quotes",
+        json={"pickup": TIMES_SQUARE, "dropoff": WALL_STREET},
+        headers=auth(rider),
+    )
+    ride = httpx.post(
+        f"{base}/v1/rider/rides", json={"quote_id": quote.json()["id"]}, headers=auth(rider)
+    ).json()
     searching = await socket.wait_for("ride.searching", ride_id=ride["id"])
     await socket.close()
 
     cancelled = httpx.post(f"{base}/v1/rider/rides/{ride['id']}/cancel", headers=auth(rider))
     assert cancelled.status_code == 200
 
-    resumed = await Socket.open(base, "/v1/rider/ws", rider["token"], query=f"after={searching['event_id']}")
+    resumed = await Socket.open(
+        base, "/v1/rider/ws", rider["token"], query=f"after={searching['event_id']}"
+    )
     missed = await resumed.wait_for("ride.cancelled", ride_id=ride["id"])
     assert missed["event_id"] > searching["event_id"]
     assert not resumed.of_type("ride.searching")

@@ -6,11 +6,9 @@ Revises:
 
 from __future__ import annotations
 
-import geoalchemy2
 import sqlalchemy as sa
 from alembic import op
-from geoalchemy2 import Geography
-from geoalchemy2 import Geometry
+from geoalchemy2 import Geography, Geometry
 from sqlalchemy.dialects import postgresql
 
 revision = "0001"
