@@ -15,23 +15,29 @@ fi
 PG_PORT=${COOP_PRIVATE_PG_PORT:-55432}
 REDIS_PORT=${COOP_PRIVATE_REDIS_PORT:-56379}
 pg_bin=/usr/lib/postgresql/$(ls /usr/lib/postgresql | sort -n | tail -1)/bin
-data="$root/.local/pg"
-mkdir -p "$root/.local/redis" "$root/.local/run"
+mkdir -p "$root/.local/redis"
+pg_home="$root/.local"
+if [ "$(id -u)" -eq 0 ]; then
+  # initdb refuses root, and the postgres user may not be able to enter this checkout.
+  pg_home="/var/lib/coop-dispatch/$(printf '%s' "$root" | sha1sum | cut -c1-12)"
+fi
+data="$pg_home/pg"
+mkdir -p "$pg_home/run"
 
 as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
 if [ ! -f "$data/PG_VERSION" ]; then
-  log "==> creating a private PostgreSQL cluster in .local/pg"
+  log "==> creating a private PostgreSQL cluster in $data"
   mkdir -p "$data"
-  if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$root/.local/pg" "$root/.local/run"; fi
+  if [ "$(id -u)" -eq 0 ]; then chown -R postgres "$pg_home"; fi
   as_pg "$pg_bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null
 fi
 if ! "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
   log "==> starting private PostgreSQL on 127.0.0.1:$PG_PORT"
   as_pg "$pg_bin/pg_ctl" -D "$data" -l "$data/server.log" -w \
-    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $root/.local/run -c max_connections=300" start >/dev/null
+    -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $pg_home/run -c max_connections=300" start >/dev/null
 fi
 if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   log "==> starting private Redis on 127.0.0.1:$REDIS_PORT"
