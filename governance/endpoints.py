@@ -114,8 +114,18 @@ async def audit_log(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditEntryRead]:
     await service.require_viewer(session, user)
-    entries = await GovernanceRepository(session).audit_entries(after_seq, limit)
-    return [AuditEntryRead.model_validate(e) for e in entries]
+    repository = GovernanceRepository(session)
+    entries = await repository.audit_entries(after_seq, limit)
+    voted_on = {e.proposal_id for e in entries if e.type == "ballot.cast" and e.proposal_id}
+    undecided = await repository.undecided_proposal_ids(voted_on)
+    views = []
+    for entry in entries:
+        view = AuditEntryRead.model_validate(entry)
+        if entry.type == "ballot.cast" and entry.proposal_id in undecided:
+            view.payload = {**view.payload, "choice": None}
+            view.sealed = True
+        views.append(view)
+    return views
 
 
 @router.get("/members/me", responses=responses(NotFound))

@@ -167,5 +167,15 @@ class GovernanceRepository:
         )
         return list((await self.session.execute(query)).scalars())
 
+    async def undecided_proposal_ids(self, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of `ids` still scheduled or open (their ballots are sealed until the close)."""
+        if not ids:
+            return set()
+        query = select(Proposal.id).where(
+            Proposal.id.in_(ids),
+            Proposal.status.in_((ProposalStatus.scheduled, ProposalStatus.open)),
+        )
+        return set((await self.session.execute(query)).scalars())
+
     def add(self, item: Member | Proposal | RollEntry | FarePolicy) -> None:
         self.session.add(item)

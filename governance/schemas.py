@@ -140,3 +140,8 @@ class AuditEntryRead(BaseModel):
     created_at: datetime
     prev_hash: str
     hash: str
+    sealed: bool = Field(
+        default=False,
+        description="a ballot of a proposal still open: its choice is withheld until the close, "
+        "so the log is no running tally (its hash verifies once the proposal has closed)",
+    )

@@ -1,0 +1,245 @@
+"""A small co-op with every role the security suite attacks from, plus what they fight over.
+
+Rider A has a ride matched to driver X; rider B has a ride with a pending offer to driver Y;
+`member` drafted an open proposal and voted on it; `suspended` was admitted then suspended;
+`operator` runs the co-op. Everything lives in a region of its own so other tests don't see it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from dispatch.core.clock import utcnow
+from dispatch.core.database import transaction
+from dispatch.core.redis import RegionKeys
+from dispatch.dispatcher.cycle import run_cycle
+from dispatch.dispatcher.presence import LocationIndex
+from tests.conftest import PASSWORD, Account, make_account
+
+# Tables whose rows a denied request must leave exactly as they were.
+GUARDED_TABLES = (
+    "user_account",
+    "driver",
+    "quote",
+    "ride",
+    "offer",
+    "event",
+    "fare_policy",
+    "member",
+    "proposal",
+    "roll_entry",
+    "ballot",
+    "governance_audit",
+    "idempotency_key",
+)
+
+RIDER_A_PHONE = "+1 212 555 0147"
+
+
+@dataclass
+class World:
+    region: str
+    accounts: dict[str, Account | None]
+    ride_a: str  # rider A's ride, matched to driver X
+    ride_b: str  # rider B's ride, offered to driver Y
+    offer_y: str  # driver Y's pending offer for ride B
+    proposal: str  # open proposal drafted by `member`
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def headers(self, principal: str) -> dict[str, str]:
+        account = self.accounts[principal]
+        return account.headers if account is not None else {}
+
+    def id(self, principal: str) -> str:
+        account = self.accounts[principal]
+        assert account is not None
+        return account.id
+
+
+async def create_region(app: Any, lat0: float, lng0: float) -> str:
+    region_id = f"sec-{uuid.uuid4().hex[:8]}"
+    square = (
+        f"MULTIPOLYGON((({lng0} {lat0}, {lng0 + 1} {lat0}, {lng0 + 1} {lat0 + 1}, "
+        f"{lng0} {lat0 + 1}, {lng0} {lat0})))"
+    )
+    async with transaction(app.state) as session:
+        await session.execute(
+            text(
+                "INSERT INTO region (id, name, timezone, area) "
+                "VALUES (:id, 'Security town', 'UTC', ST_GeomFromText(:area, 4326))"
+            ),
+            {"id": region_id, "area": square},
+        )
+    return region_id
+
+
+async def retire_region(app: Any, region_id: str) -> None:
+    # Regions cannot be deleted under their rides; shrink the area to nowhere instead.
+    async with transaction(app.state) as session:
+        await session.execute(
+            text(
+                "UPDATE region SET area = ST_GeomFromText("
+                "'MULTIPOLYGON(((-70 -70, -69.99 -70, -69.99 -69.99, -70 -70)))', 4326) "
+                "WHERE id = :id"
+            ),
+            {"id": region_id},
+        )
+
+
+async def place_driver(app: Any, region: str, driver: Account, lat: float, lng: float) -> None:
+    index = LocationIndex(app.state.redis, RegionKeys(region), 0.01)
+    index.update(uuid.UUID(driver.id), lat, lng)
+    await index.flush()
+
+
+async def make_operator(http: httpx.AsyncClient, app: Any) -> Account:
+    from governance.service import create_operator
+
+    email = f"operator-{uuid.uuid4().hex[:12]}@test.coop"
+    async with transaction(app.state) as session:
+        user = await create_operator(session, email, PASSWORD, "Test operator")
+        user_id = str(user.id)
+    token = await http.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return Account(user_id, email, token.json()["access_token"], "operator")
+
+
+async def request_ride(http: httpx.AsyncClient, rider: Account, lat: float, lng: float) -> str:
+    body = {"pickup": {"lat": lat, "lng": lng}, "dropoff": {"lat": lat + 0.05, "lng": lng + 0.05}}
+    quote = await http.post("/v1/rider/quotes", json=body, headers=rider.headers)
+    assert quote.status_code == 201, quote.text
+    ride = await http.post(
+        "/v1/rider/rides", json={"quote_id": quote.json()["id"]}, headers=rider.headers
+    )
+    assert ride.status_code == 201, ride.text
+    return str(ride.json()["id"])
+
+
+async def offer_of(http: httpx.AsyncClient, driver: Account) -> dict[str, Any]:
+    offer = (await http.get("/v1/driver/offers/current", headers=driver.headers)).json()
+    assert offer is not None, "the dispatcher made no offer"
+    return dict(offer)
+
+
+async def build_world(
+    http: httpx.AsyncClient, app: Any, lat0: float = 30.0, lng0: float = 30.0
+) -> World:
+    settings = app.state.settings
+    # Offers stay pending for the whole module, whatever the suite's short offer TTL.
+    patient = settings.model_copy(update={"offer_ttl_s": 3600.0})
+    region = await create_region(app, lat0, lng0)
+    center = (lat0 + 0.5, lng0 + 0.5)
+
+    rider_a = await make_account(http, "rider", phone=RIDER_A_PHONE)
+    rider_b = await make_account(http, "rider", phone="+1 212 555 0199")
+    driver_x = await make_account(http, "driver")
+    driver_y = await make_account(http, "driver")
+    member = await make_account(http, "driver")
+    suspended = await make_account(http, "driver")
+    operator = await make_operator(http, app)
+
+    for driver in (driver_x, driver_y):
+        online = await http.post(
+            "/v1/driver/status", json={"status": "online"}, headers=driver.headers
+        )
+        assert online.status_code == 200, online.text
+
+    # Rider A's ride goes to driver X (the only driver in the region's index).
+    await place_driver(app, region, driver_x, *center)
+    ride_a = await request_ride(http, rider_a, *center)
+    await run_cycle(app.state, region, patient, app.state.eta)
+    offer_x = await offer_of(http, driver_x)
+    accepted = await http.post(
+        f"/v1/driver/offers/{offer_x['offer_id']}/accept", headers=driver_x.headers
+    )
+    assert accepted.status_code == 200, accepted.text
+
+    # Rider B's ride is offered to driver Y (X is busy) and stays pending.
+    await place_driver(app, region, driver_y, center[0] + 0.01, center[1])
+    ride_b = await request_ride(http, rider_b, *center)
+    await run_cycle(app.state, region, patient, app.state.eta)
+    offer_y = await offer_of(http, driver_y)
+    assert offer_y["ride_id"] == ride_b
+
+    # Governance: one active member with an open proposal and a ballot, one suspended member.
+    for account in (member, suspended):
+        admitted = await http.post(
+            "/v1/governance/members", json={"user_id": account.id}, headers=operator.headers
+        )
+        assert admitted.status_code == 201, admitted.text
+    closes_at = utcnow() + timedelta(seconds=settings.governance_min_voting_s + 3600)
+    proposal = await http.post(
+        "/v1/governance/proposals",
+        json={
+            "title": "Lower the booking fee",
+            "rationale": "Riders asked",
+            "changes": {"booking_fee_cents": 100},
+            "closes_at": closes_at.isoformat(),
+        },
+        headers=member.headers,
+    )
+    assert proposal.status_code == 201, proposal.text
+    proposal_id = proposal.json()["id"]
+    vote = await http.post(
+        f"/v1/governance/proposals/{proposal_id}/votes",
+        json={"choice": "no"},
+        headers=member.headers,
+    )
+    assert vote.status_code == 200, vote.text
+    suspend = await http.post(
+        f"/v1/governance/members/{suspended.id}/suspend", headers=operator.headers
+    )
+    assert suspend.status_code == 200, suspend.text
+
+    return World(
+        region=region,
+        accounts={
+            "rider_a": rider_a,
+            "rider_b": rider_b,
+            "driver_x": driver_x,
+            "driver_y": driver_y,
+            "member": member,
+            "suspended": suspended,
+            "operator": operator,
+            "anonymous": None,
+        },
+        ride_a=ride_a,
+        ride_b=ride_b,
+        offer_y=str(offer_y["offer_id"]),
+        proposal=proposal_id,
+    )
+
+
+async def state_fingerprint(app: Any, region: str | None = None) -> dict[str, str]:
+    """A digest per guarded table (and the region's driver index): equal means nothing changed."""
+    digests: dict[str, str] = {}
+    async with transaction(app.state) as session:
+        present = set(
+            (
+                await session.execute(
+                    text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for table in (t for t in GUARDED_TABLES if t in present):
+            row = await session.execute(
+                text(
+                    f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t"
+                )
+            )
+            count, digest = row.one()
+            digests[table] = f"{count}:{digest}"
+    if region is not None:
+        keys = RegionKeys(region)
+        members = await app.state.redis.zrange(keys.drivers_geo, 0, -1, withscores=True)
+        digests["redis:geo"] = hashlib.sha256(repr(members).encode()).hexdigest()
+    return digests
