@@ -46,6 +46,7 @@ COMMISSION_FIELDS = ("commission_rate", "commission_cap_cents")
 POLICY_FIELDS = (*CENTS_FIELDS, *COMMISSION_FIELDS)
 IMPACT_WINDOW = timedelta(days=30)
 MAX_SCHEDULE_AHEAD = timedelta(days=90)
+CLOCK_GRACE_S = 60
 
 
 def rate_text(rate: Decimal) -> str:
@@ -227,13 +228,18 @@ async def draft_proposal(
     check_hard_limits(settings, changes)
     now = utcnow()
     opens_at = body.opens_at or now
-    if opens_at < now - timedelta(minutes=1):
+    if opens_at < now - timedelta(seconds=CLOCK_GRACE_S):
         raise Unprocessable("opens_at is in the past", code="voting_window")
     if opens_at > now + MAX_SCHEDULE_AHEAD:
         raise Unprocessable("opens_at is more than 90 days ahead", code="voting_window")
     opens_at = max(opens_at, now)
     window = (body.closes_at - opens_at).total_seconds()
-    if not settings.governance_min_voting_s <= window <= settings.governance_max_voting_s:
+    # A minute's grace for clocks: "closes in 24 h" must not fail by the request's own latency.
+    if (
+        not settings.governance_min_voting_s - CLOCK_GRACE_S
+        <= window
+        <= settings.governance_max_voting_s
+    ):
         raise Unprocessable(
             f"voting must last between {settings.governance_min_voting_s} s and "
             f"{settings.governance_max_voting_s} s (bylaws); this window is {int(window)} s",

@@ -35,7 +35,9 @@ async def empty_roll(app: Any, operator: Account) -> None:
     """Each test counts its own voters: suspend whoever earlier tests (or the demo) admitted."""
     async with transaction(app.state) as session:
         active = (
-            await session.execute(select(Member.user_id).where(Member.status == MemberStatus.active))
+            await session.execute(
+                select(Member.user_id).where(Member.status == MemberStatus.active)
+            )
         ).scalars()
         for member_id in list(active):
             await set_member_status(

@@ -76,7 +76,9 @@ async def test_driving_waits_for_membership_only_when_the_bylaw_says_so(
     outsider = await make_account(client, "driver")
     (member,) = await make_members(1)
     online = {"status": "online"}
-    assert (await client.post("/v1/driver/status", json=online, headers=outsider.headers)).status_code == 200
+    assert (
+        await client.post("/v1/driver/status", json=online, headers=outsider.headers)
+    ).status_code == 200
 
     monkeypatch.setattr(settings, "require_membership_to_drive", True)
     refused = await client.post("/v1/driver/status", json=online, headers=outsider.headers)

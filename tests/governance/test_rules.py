@@ -20,7 +20,9 @@ HALF, TWO_THIRDS = Fraction(1, 2), Fraction(2, 3)
         (0, 0, 0, 0, HALF, "failed_quorum"),  # an empty roll cannot decide
     ],
 )
-def test_decide(yes: int, no: int, abstain: int, roll: int, threshold: Fraction, expected: str) -> None:
+def test_decide(
+    yes: int, no: int, abstain: int, roll: int, threshold: Fraction, expected: str
+) -> None:
     assert decide(Tally(yes, no, abstain, roll), HALF, threshold) == expected
 
 

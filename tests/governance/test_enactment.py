@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from dispatch.fares.pricing import FareRules, price
+from tests.conftest import Account
+from tests.governance.conftest import MakeMembers
+from tests.governance.helpers import DAY, close, open_proposal, quote, vote
+
+
+def rules(policy: dict[str, Any]) -> FareRules:
+    return FareRules(
+        base_cents=policy["base_cents"],
+        per_km_cents=policy["per_km_cents"],
+        per_minute_cents=policy["per_minute_cents"],
+        minimum_cents=policy["minimum_cents"],
+        booking_fee_cents=policy["booking_fee_cents"],
+        commission_rate=Decimal(str(policy["commission_rate"])),
+        commission_cap_cents=policy["commission_cap_cents"],
+    )
+
+
+async def policy_version(client: httpx.AsyncClient, version: int) -> dict[str, Any]:
+    history = (await client.get("/v1/governance/policies")).json()
+    return next(p for p in history if p["version"] == version)
+
+
+async def test_automatic_close_enacts_and_quotes_use_the_right_version(
+    app: Any, client: httpx.AsyncClient, make_members: MakeMembers, rider: Account, travel: Any
+) -> None:
+    members = await make_members(3)
+    travel(-timedelta(days=3))
+    proposal = await open_proposal(
+        client, members[0], {"commission_rate": 0.05, "per_km_cents": 140}, window_s=DAY
+    )
+    pid = proposal["id"]
+    for member in members:
+        assert (await vote(client, member, pid, "yes")).status_code == 200
+
+    travel(timedelta(seconds=DAY - 30))
+    before = await quote(client, rider)
+    travel(timedelta(seconds=31))
+    closed = await close(app, client, members[0], pid)
+    assert closed["status"] == "passed" and closed["tally"] == {"yes": 3, "no": 0, "abstain": 0}
+    version = closed["policy_version"]
+    enacted = await policy_version(client, version)
+    assert enacted["proposal_id"] == pid
+    assert enacted["commission_rate"] == 0.05 and enacted["per_km_cents"] == 140
+    assert before["policy_version"] < version
+
+    effective_at = datetime.fromisoformat(enacted["effective_at"])
+    from dispatch.core.clock import utcnow
+
+    if effective_at > utcnow():  # a later policy from another test sets the pace
+        travel(effective_at - utcnow() + timedelta(seconds=1))
+    after = await quote(client, rider)
+    assert after["policy_version"] == version
+    expected = price(rules(enacted), after["distance_m"], after["duration_s"])
+    assert (after["total_cents"], after["coop_cents"]) == (
+        expected.total_cents,
+        expected.coop_cents,
+    )
+
+    # The quote made before the change keeps its locked price.
+    old = await policy_version(client, before["policy_version"])
+    locked = price(rules(old), before["distance_m"], before["duration_s"])
+    assert before["total_cents"] == locked.total_cents
+    ride = await client.post(
+        "/v1/rider/rides", json={"quote_id": before["id"]}, headers=rider.headers
+    )
+    if ride.status_code == 201:  # still within the quote's lifetime
+        assert ride.json()["fare"]["total_cents"] == before["total_cents"]
+        await client.post(f"/v1/rider/rides/{ride.json()['id']}/cancel", headers=rider.headers)
+
+
+async def test_two_passed_proposals_take_effect_in_the_order_they_closed(
+    app: Any, client: httpx.AsyncClient, make_members: MakeMembers, travel: Any
+) -> None:
+    author, second = await make_members(2)
+    travel(-timedelta(days=3))
+    from dispatch.core.clock import utcnow
+
+    later = (utcnow() + timedelta(seconds=DAY + 7200)).isoformat()
+    first = await open_proposal(client, author, {"base_cents": 260}, effective_at=later)
+    travel(timedelta(seconds=60))
+    then = await open_proposal(client, author, {"minimum_cents": 900})
+    for pid in (first["id"], then["id"]):
+        for member in (author, second):
+            assert (await vote(client, member, pid, "yes")).status_code == 200
+
+    travel(timedelta(seconds=DAY + 61))
+    closed_first = await close(app, client, author, first["id"])
+    closed_then = await close(app, client, author, then["id"])
+    assert closed_then["policy_version"] == closed_first["policy_version"] + 1
+    earlier = await policy_version(client, closed_first["policy_version"])
+    newer = await policy_version(client, closed_then["policy_version"])
+    assert newer["effective_at"] >= earlier["effective_at"]
+    assert datetime.fromisoformat(earlier["effective_at"]) >= datetime.fromisoformat(later)
+    # The later policy builds on the earlier one: both changes hold.
+    assert newer["base_cents"] == 260 and newer["minimum_cents"] == 900
+
+
+async def test_impact_preview_reprices_recent_rides(
+    client: httpx.AsyncClient, make_members: MakeMembers, operator: Account
+) -> None:
+    (author,) = await make_members(1)
+    proposal = await open_proposal(client, author, {"commission_rate": 0.02})
+    impact = await client.get(
+        f"/v1/governance/proposals/{proposal['id']}/impact", headers=author.headers
+    )
+    assert impact.status_code == 200, impact.text
+    body = impact.json()
+    before, after = body["before"], body["after"]
+    assert before["rides"] == after["rides"]
+    assert after["total_fare_cents"] == before["total_fare_cents"]  # only the split changes
+    assert after["coop_revenue_cents"] <= before["coop_revenue_cents"]
+    assert after["driver_earnings_cents"] >= before["driver_earnings_cents"]
+    for figures in (before, after):
+        assert (
+            figures["driver_earnings_cents"] + figures["coop_revenue_cents"]
+            == figures["total_fare_cents"]
+        )
+    as_operator = await client.get(
+        f"/v1/governance/proposals/{proposal['id']}/impact", headers=operator.headers
+    )
+    assert as_operator.status_code == 200
+    missing = await client.get(
+        "/v1/governance/proposals/00000000-0000-0000-0000-000000000000/impact",
+        headers=author.headers,
+    )
+    assert missing.status_code == 404
