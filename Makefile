@@ -34,5 +34,17 @@ format: install
 bench: install
 	@$(SERVICES) && $(PY) -m dispatch.simulation.bench
 
+# Load test (docs/loadtesting.md). HOST=http://... targets a running stack; without a URL it
+# starts a local one. Results in loadtests/results/<timestamp>/; the exit code is the thresholds'.
+USERS ?= 100
+DURATION ?= 2m
+SCALE ?= 1.0
+RATE ?= 0
+LOCUST_ARGS ?=
+
+loadtest: install
+	@$(SERVICES) && $(PY) -m loadtests.run --users $(USERS) --duration $(DURATION) --scale $(SCALE) \
+	  --rides-per-second $(RATE) $(if $(findstring ://,$(HOST)),--host $(HOST),) -- $(LOCUST_ARGS)
+
 stop:
 	@scripts/stop-services.sh
