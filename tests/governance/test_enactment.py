@@ -133,3 +133,34 @@ async def test_impact_preview_reprices_recent_rides(
         headers=author.headers,
     )
     assert missing.status_code == 404
+
+
+async def test_concurrent_closers_enact_once(
+    app: Any, client: httpx.AsyncClient, make_members: MakeMembers, travel: Any
+) -> None:
+    import asyncio
+
+    from sqlalchemy import func, select
+
+    from dispatch.core.database import transaction
+    from dispatch.fares.models import FarePolicy
+    from governance.models import AuditEntry
+    from governance.tasks import close_due_proposals
+
+    (member,) = await make_members(1)
+    travel(-timedelta(days=3))
+    pid = (await open_proposal(client, member, {"per_km_cents": 135}))["id"]
+    assert (await vote(client, member, pid, "yes")).status_code == 200
+    travel(timedelta(seconds=DAY + 1))
+    results = await asyncio.gather(*(close_due_proposals(app.state) for _ in range(4)))
+    assert sum(str(p) == pid for closed in results for p in closed) == 1
+    async with transaction(app.state) as session:
+        policies = await session.scalar(
+            select(func.count()).select_from(FarePolicy).where(FarePolicy.proposal_id == pid)
+        )
+        closes = await session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.proposal_id == pid, AuditEntry.type == "proposal.closed")
+        )
+    assert (policies, closes) == (1, 1)
