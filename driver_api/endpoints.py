@@ -16,13 +16,14 @@ from dispatch.core.errors import Conflict, CoopError, Forbidden, NotFound, Unaut
 from dispatch.core.geo import valid_coordinate
 from dispatch.dispatcher.presence import LocationIndex
 from dispatch.events.outbox import publish_ephemeral
+from dispatch.idempotency.dependencies import IdempotencyDep, IdempotentRoute
 from dispatch.realtime.connection import Connection, serve
 from dispatch.rides import service as rides
 from dispatch.rides.models import ACTIVE_STATUSES, RideStatus
 from dispatch.rides.repository import RideRepository
 from dispatch.rides.schemas import DriverCancelRequest, DriverRideRead, Earnings, OfferRead
 
-router = APIRouter(prefix="/v1/driver", tags=["driver"])
+router = APIRouter(prefix="/v1/driver", tags=["driver"], route_class=IdempotentRoute)
 
 
 class StatusChange(BaseModel):
@@ -73,7 +74,7 @@ async def current_offer(driver: CurrentDriver, session: SessionDep) -> OfferRead
 
 @router.post("/offers/{offer_id}/accept", responses=responses(Unauthorized, NotFound, Conflict))
 async def accept_offer(
-    offer_id: uuid.UUID, driver: CurrentDriver, session: SessionDep
+    offer_id: uuid.UUID, driver: CurrentDriver, session: SessionDep, _: IdempotencyDep
 ) -> DriverRideRead:
     ride = await rides.accept_offer(session, driver.user_id, offer_id)
     return await rides.driver_view(session, ride)
@@ -81,7 +82,7 @@ async def accept_offer(
 
 @router.post("/offers/{offer_id}/decline", responses=responses(Unauthorized, NotFound, Conflict))
 async def decline_offer(
-    offer_id: uuid.UUID, driver: CurrentDriver, session: SessionDep
+    offer_id: uuid.UUID, driver: CurrentDriver, session: SessionDep, _: IdempotencyDep
 ) -> OfferRead:
     offer = await rides.decline_offer(session, driver.user_id, offer_id)
     ride = await RideRepository(session).ride(offer.ride_id)
@@ -118,7 +119,7 @@ async def get_ride(
 
 def _advance_route(target: RideStatus) -> Any:
     async def advance(
-        ride_id: uuid.UUID, driver: CurrentDriver, session: SessionDep
+        ride_id: uuid.UUID, driver: CurrentDriver, session: SessionDep, _: IdempotencyDep
     ) -> DriverRideRead:
         ride = await rides.advance_by_driver(session, driver.user_id, ride_id, target)
         return await rides.driver_view(session, ride)
@@ -144,7 +145,11 @@ for _action, _target in (
 
 @router.post("/rides/{ride_id}/cancel", responses=responses(Unauthorized, NotFound, Conflict))
 async def cancel_ride(
-    ride_id: uuid.UUID, body: DriverCancelRequest, driver: CurrentDriver, session: SessionDep
+    ride_id: uuid.UUID,
+    body: DriverCancelRequest,
+    driver: CurrentDriver,
+    session: SessionDep,
+    _: IdempotencyDep,
 ) -> DriverRideRead:
     ride = await rides.cancel_by_driver(session, driver.user_id, ride_id, body.reason)
     return await rides.driver_view(session, ride)

@@ -12,12 +12,13 @@ from dispatch.core.errors import Conflict, Gone, NotFound, Unauthorized, Unproce
 from dispatch.core.geo import LatLng
 from dispatch.fares import service as fares
 from dispatch.fares.schemas import QuoteCreate, QuoteRead
+from dispatch.idempotency.dependencies import IdempotencyDep, IdempotentRoute
 from dispatch.realtime.connection import Connection, serve
 from dispatch.rides import service as rides
 from dispatch.rides.repository import RideRepository
 from dispatch.rides.schemas import CancelRequest, RideRead, RideRequest
 
-router = APIRouter(prefix="/v1/rider", tags=["rider"])
+router = APIRouter(prefix="/v1/rider", tags=["rider"], route_class=IdempotentRoute)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
@@ -57,6 +58,7 @@ async def request_ride(
     body: RideRequest,
     rider: CurrentRider,
     session: SessionDep,
+    _: IdempotencyDep,
     idempotency_key: IdempotencyKey = None,
 ) -> RideRead:
     ride = await rides.request_ride(session, rider.user_id, body.quote_id, idempotency_key)
@@ -85,6 +87,7 @@ async def cancel_ride(
     ride_id: uuid.UUID,
     rider: CurrentRider,
     session: SessionDep,
+    _: IdempotencyDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> RideRead:
     reason = body.reason if body else None

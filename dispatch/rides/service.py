@@ -127,6 +127,10 @@ async def _withdraw_pending_offers(session: AsyncSession, ride: Ride, now: datet
 async def cancel_by_rider(
     session: AsyncSession, rider_id: uuid.UUID, ride_id: uuid.UUID, reason: str | None
 ) -> Ride:
+    await rider_ride(session, rider_id, ride_id)
+    # Lock order is offer, then ride (as accept_offer and the dispatcher take them); taking the
+    # ride first deadlocked against a concurrent accept of the ride's pending offer.
+    await RideRepository(session).pending_offers_of_ride(ride_id)
     ride = await rider_ride(session, rider_id, ride_id, lock=True)
     if ride.status is RideStatus.cancelled and ride.cancelled_by == Actor.rider.value:
         return ride
@@ -141,6 +145,7 @@ async def cancel_by_rider(
     record_event(session, rider_id, "ride.cancelled", payload, ride.id)
     if ride.driver_id is not None:
         record_event(session, ride.driver_id, "ride.cancelled", payload, ride.id)
+        await events.forget_rider_contact(session, ride.driver_id, ride.id)
     await session.flush()
     return ride
 
@@ -151,7 +156,9 @@ async def accept_offer(session: AsyncSession, driver_id: uuid.UUID, offer_id: uu
     if offer is None or offer.driver_id != driver_id:
         raise NotFound("offer not found", code="offer_not_found")
     if offer.status is OfferStatus.accepted:
-        return await driver_ride(session, driver_id, offer.ride_id)
+        # One accept wins and every other one is told so; a client that retries safely sends an
+        # Idempotency-Key and gets the winning answer replayed instead.
+        raise Conflict("you already accepted this offer", code="offer_already_accepted")
     if offer.status is not OfferStatus.pending:
         raise Conflict(f"the offer was {offer.status.value}", code="offer_not_pending")
     now = utcnow()
@@ -210,6 +217,7 @@ async def advance_by_driver(
         payload = {"status": target.value, "receipt": receipt}
         record_event(session, ride.rider_id, "ride.completed", payload, ride.id)
         record_event(session, driver_id, "ride.completed", payload, ride.id)
+        await events.forget_rider_contact(session, driver_id, ride.id)
     await session.flush()
     return ride
 
@@ -244,6 +252,7 @@ async def cancel_by_driver(
         {"status": "cancelled", "cancelled_by": "driver"},
         ride.id,
     )
+    await events.forget_rider_contact(session, driver_id, ride.id)
     await session.flush()
     return ride
 
