@@ -11,13 +11,19 @@ import numpy.typing as npt
 
 from dispatch.matching.candidates import IntArray, PlanarIndex, radius_for_wait
 from dispatch.matching.eta import EtaModel, FloatArray, haversine_m
-from dispatch.matching.solver import assign_max_matching_min_cost
+from dispatch.matching.solver import assign_max_matching_min_cost, minimal_request_duals
 
-# Each request starts with its nearest few drivers. A request that ends up unmatched, or matched
-# to one of the farther half of its list, is widened (twice the drivers) and the batch re-solved,
-# because a short fixed list silently drops matches when drivers are contested.
-INITIAL_CANDIDATES_PER_REQUEST = 16
-MAX_WIDENING_ROUNDS = 10
+# Each request starts with its nearest few drivers, because a fixed short list silently drops
+# matches when drivers are contested. After each solve, the LP duals tell which requests could
+# still gain from a driver left off their list (dual above the cheapest cost a left-off driver can
+# have); only those lists are doubled and the batch re-solved. When no request is flagged, the
+# plan is optimal over every pair within the radii and the ETA cap.
+INITIAL_CANDIDATES_PER_REQUEST = 8
+MAX_WIDENING_ROUNDS = 12
+# Straight-line order on the local projection and great-circle ETAs can disagree by a fraction of
+# a percent; a left-off driver's cost is bounded below with this margin.
+_ORDER_MARGIN = 0.99
+_UNMATCHED_COST = 1e9
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,13 @@ class _Edges:
     rank: IntArray  # position of the driver in the request's nearest-first list
 
 
+@dataclass(frozen=True)
+class _SearchResult:
+    edges: _Edges
+    exhausted: npt.NDArray[np.bool_]  # every allowed driver of the request is listed
+    left_off_eta_s: FloatArray  # no left-off driver is nearer than this (in seconds)
+
+
 def plan_batch(
     requests: RequestBatch, drivers: DriverSnapshot, eta: EtaModel, settings: MatchingSettings
 ) -> BatchPlan:
@@ -100,15 +113,18 @@ def plan_batch(
     list_size = np.full(n_requests, INITIAL_CANDIDATES_PER_REQUEST, dtype=np.int64)
     to_search = np.flatnonzero(radius_m > 0)
     exhausted = np.zeros(n_requests, dtype=np.bool_)
+    left_off_eta_s = np.zeros(n_requests, dtype=np.float64)
     edges = _Edges(*(np.zeros(0, np.int64) for _ in range(4)))
     chosen = np.zeros(0, dtype=np.bool_)
 
     for _ in range(MAX_WIDENING_ROUNDS):
         keep = ~np.isin(edges.request, to_search)
-        found, found_exhausted = _search(
+        search = _search(
             to_search, list_size, requests, drivers, index, radius_m, excluded, eta, settings
         )
-        exhausted[to_search] = found_exhausted
+        found = search.edges
+        exhausted[to_search] = search.exhausted
+        left_off_eta_s[to_search] = search.left_off_eta_s
         edges = _Edges(
             *(
                 np.concatenate([old[keep], new])
@@ -124,13 +140,7 @@ def plan_batch(
             edges.request, edges.driver, cost, n_requests, n_drivers
         ).edge_used
 
-        matched = np.zeros(n_requests, dtype=np.bool_)
-        matched[edges.request[chosen]] = True
-        near_end_of_list = np.zeros(n_requests, dtype=np.bool_)
-        near_end_of_list[edges.request[chosen]] = (
-            edges.rank[chosen] >= list_size[edges.request[chosen]] // 2
-        )
-        to_search = np.flatnonzero(~exhausted & (~matched | near_end_of_list))
+        to_search = _requests_to_widen(edges, cost, chosen, exhausted, left_off_eta_s, list_size)
         if len(to_search) == 0 or perf_counter() - started > settings.solver_time_limit_s:
             break
         list_size[to_search] *= 2
@@ -147,6 +157,36 @@ def plan_batch(
     return BatchPlan(assignments, len(edges.request), (perf_counter() - started) * 1000)
 
 
+def _requests_to_widen(
+    edges: _Edges,
+    cost: IntArray,
+    chosen: npt.NDArray[np.bool_],
+    exhausted: npt.NDArray[np.bool_],
+    left_off_eta_s: FloatArray,
+    list_size: IntArray,
+) -> IntArray:
+    n_requests = len(exhausted)
+    dual = minimal_request_duals(
+        edges.request,
+        edges.driver,
+        cost,
+        chosen,
+        n_requests,
+        int(edges.driver.max(initial=-1)) + 1,
+        _UNMATCHED_COST,
+    )
+    if dual is not None:
+        return np.flatnonzero(~exhausted & (dual > left_off_eta_s))
+    # The prices did not settle: widen whoever is unmatched or near the end of their list.
+    matched = np.zeros(n_requests, dtype=np.bool_)
+    matched[edges.request[chosen]] = True
+    near_end_of_list = np.zeros(n_requests, dtype=np.bool_)
+    near_end_of_list[edges.request[chosen]] = (
+        edges.rank[chosen] >= list_size[edges.request[chosen]] // 2
+    )
+    return np.flatnonzero(~exhausted & (~matched | near_end_of_list))
+
+
 def _search(
     request_indices: IntArray,
     list_size: IntArray,
@@ -157,8 +197,9 @@ def _search(
     excluded: list[IntArray],
     eta: EtaModel,
     settings: MatchingSettings,
-) -> tuple[_Edges, npt.NDArray[np.bool_]]:
-    """Candidate edges for the given requests, and whether each request's list is complete."""
+) -> _SearchResult:
+    """Candidate edges for the given requests, whether each list is complete, and a lower bound
+    on the pickup ETA of any driver left off each list."""
     query_size = np.array(
         [list_size[r] + len(excluded[r]) for r in request_indices], dtype=np.int64
     )
@@ -199,15 +240,19 @@ def _search(
     ).astype(np.int64)
     allowed = (distance_m <= radius_m[request_of]) & (eta_s <= settings.max_pickup_eta_s)
     allowed &= ~_is_excluded(request_of, driver_of, excluded)
-    # A request whose farthest listed driver is already beyond the ETA cap cannot usefully widen.
+    left_off_eta_s = np.zeros(len(request_indices), dtype=np.float64)
     if len(request_of):
+        # Drivers left off a list are no nearer than its farthest one. A request whose farthest
+        # listed driver is already beyond the ETA cap cannot usefully widen.
         last_of_run = np.flatnonzero(np.append(request_of[1:] != request_of[:-1], True))
-        over_cap = eta_s[last_of_run] > settings.max_pickup_eta_s
-        exhausted[np.searchsorted(request_indices, request_of[last_of_run])] |= over_cap
+        last_listed_of = np.searchsorted(request_indices, request_of[last_of_run])
+        left_off_eta_s[last_listed_of] = eta_s[last_of_run] * _ORDER_MARGIN
+        exhausted[last_listed_of] |= eta_s[last_of_run] > settings.max_pickup_eta_s
 
-    return (
+    return _SearchResult(
         _Edges(request_of[allowed], driver_of[allowed], eta_s[allowed], rank[allowed]),
         exhausted,
+        left_off_eta_s,
     )
 
 

@@ -71,3 +71,51 @@ def assign_max_matching_min_cost(
     edge_arcs = arcs[len(request_nodes) : len(request_nodes) + n_edges]
     edge_used = flow_network.flows(edge_arcs) > 0
     return SparseAssignment(edge_used, int(cost[edge_used].sum()))
+
+
+def minimal_request_duals(
+    request_of: IntArray,
+    driver_of: IntArray,
+    cost: IntArray,
+    edge_used: npt.NDArray[np.bool_],
+    n_requests: int,
+    n_drivers: int,
+    unmatched_cost: float,
+    max_rounds: int = 200,
+) -> npt.NDArray[np.float64] | None:
+    """The smallest LP dual `u` per request that proves an assignment optimal on its edges.
+
+    With driver prices p >= 0, `u[r] = cost(r, its driver) + p[its driver]` (or `unmatched_cost`
+    for an unmatched request), and every unused edge must satisfy `u[r] - p[d] <= cost(r, d)`.
+    Prices start at zero and rise to the least fixpoint (a longest-path relaxation that converges
+    when the assignment is optimal). Any pair (r, d) *left out* of the edge list with
+    `cost(r, d) >= u[r]` could not improve the assignment, which lets the caller certify a sparse
+    candidate list against the full one. Returns None if the prices have not settled in time.
+    """
+    owner_driver = np.full(n_requests, -1, dtype=np.int64)
+    assigned_cost = np.full(n_requests, unmatched_cost, dtype=np.float64)
+    owner_driver[request_of[edge_used]] = driver_of[edge_used]
+    assigned_cost[request_of[edge_used]] = cost[edge_used]
+    matched = owner_driver >= 0
+    owner_driver_or_zero = np.where(matched, owner_driver, 0)
+
+    unused = ~edge_used
+    by_driver = np.argsort(driver_of[unused], kind="stable")
+    bid_request = request_of[unused][by_driver]
+    bid_driver = driver_of[unused][by_driver]
+    bid_cost = cost[unused][by_driver].astype(np.float64)
+    if len(bid_driver) == 0:
+        return assigned_cost
+    segment_start = np.flatnonzero(np.append(True, bid_driver[1:] != bid_driver[:-1]))
+    segment_driver = bid_driver[segment_start]
+
+    price = np.zeros(n_drivers, dtype=np.float64)
+    for _ in range(max_rounds):
+        dual = assigned_cost + np.where(matched, price[owner_driver_or_zero], 0.0)
+        best_bid = np.maximum.reduceat(dual[bid_request] - bid_cost, segment_start)
+        new_price = np.zeros(n_drivers, dtype=np.float64)
+        new_price[segment_driver] = np.maximum(best_bid, 0.0)
+        if np.array_equal(new_price, price):
+            return dual
+        price = new_price
+    return None
