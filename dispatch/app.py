@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.core.database import create_engine, create_sessionmaker
 from dispatch.core.errors import install_error_handlers
+from dispatch.core.log_privacy import install_log_privacy
 from dispatch.core.redis import RegionKeys, create_redis
 from dispatch.core.settings import Settings, get_settings
 from dispatch.dispatcher.presence import LocationIndex
@@ -40,6 +41,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_log_privacy()
         state = app.state
         state.settings = settings
         state.engine = create_engine(settings)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
+from sqlalchemy import func, literal_column, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.events.models import Event
 from dispatch.events.outbox import record_event
 from dispatch.rides.models import Offer, Ride
 
@@ -47,4 +51,26 @@ def offer_made(session: AsyncSession, offer: Offer, ride: Ride) -> None:
             "expires_at": offer.expires_at.isoformat(),
         },
         ride.id,
+    )
+
+
+async def forget_rider_contact(
+    session: AsyncSession, driver_id: uuid.UUID, ride_id: uuid.UUID
+) -> None:
+    """Once a driver is off a ride, its stored `ride.assigned` loses the rider's contact.
+
+    The event log is replayed to reconnecting clients (`?after=`) and kept; without this a
+    driver could read every past rider's phone back, long after the ride.
+    """
+    await session.execute(
+        update(Event)
+        .where(Event.user_id == driver_id, Event.ride_id == ride_id, Event.type == "ride.assigned")
+        .values(
+            payload=func.jsonb_set(
+                Event.payload,
+                literal_column("'{ride,rider}'::text[]"),
+                literal_column("'null'::jsonb"),
+            )
+        )
+        .execution_options(synchronize_session=False)
     )
