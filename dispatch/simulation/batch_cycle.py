@@ -48,6 +48,7 @@ class SizeResult:
     cycles: list[CycleTimes] = field(default_factory=list)
     sparse_matched: list[int] = field(default_factory=list)
     sparse_cost: list[int] = field(default_factory=list)
+    sparse_plan_ms: list[float] = field(default_factory=list)
     dense_matched: list[int] = field(default_factory=list)
     dense_cost: list[int] = field(default_factory=list)
     dense_ms: list[float] = field(default_factory=list)
@@ -169,6 +170,7 @@ def measure_size(
     taxi_path: Path,
     uber_path: Path,
     with_dense: bool,
+    dense_seeds: tuple[int, ...] = (),
     progress: bool = True,
 ) -> SizeResult:
     client = redis.Redis(host="127.0.0.1", port=6379)
@@ -183,9 +185,10 @@ def measure_size(
             for _ in range(cycles_per_seed):
                 result.cycles.append(run_cycle(connection, key, requests, settings, eta))
             plan = plan_batch(requests, drivers, eta, settings)
+            result.sparse_plan_ms.append(plan.solve_ms)
             result.sparse_matched.append(len(plan.assignments))
             result.sparse_cost.append(sum(a.eta_s for a in plan.assignments))
-            if with_dense:
+            if with_dense and seed in dense_seeds:
                 matched, cost, ms = dense_optimum(requests, drivers, eta, settings)
                 result.dense_matched.append(matched)
                 result.dense_cost.append(cost)
@@ -196,7 +199,7 @@ def measure_size(
                 print(
                     f"  {n_requests}x{n_drivers} seed {seed}: cycle median "
                     f"{np.median([c.total_ms for c in last]):.1f} ms"
-                    + (f", dense {result.dense_ms[-1]:.0f} ms" if with_dense else ""),
+                    + (f", dense {result.dense_ms[-1]:.0f} ms" if result.dense_ms else ""),
                     flush=True,
                 )
     return result

@@ -68,6 +68,7 @@ class SimulationResult:
     served: npt.NDArray[np.bool_]
     pickup_wait_s: FloatArray  # request to pickup, for served requests (NaN otherwise)
     pickup_m: FloatArray  # driven metres to the pickup, for served requests
+    pickup_eta_s: FloatArray  # the drive to the pickup alone, for served requests
     driver_busy_s: FloatArray  # within the horizon
     driver_earned_cents: FloatArray
     batch_solve_ms: list[float] = field(default_factory=list)
@@ -111,6 +112,7 @@ class _Fleet:
             served=np.zeros(len(demand), dtype=np.bool_),
             pickup_wait_s=np.full(len(demand), np.nan),
             pickup_m=np.full(len(demand), np.nan),
+            pickup_eta_s=np.full(len(demand), np.nan),
             driver_busy_s=np.zeros(n),
             driver_earned_cents=np.zeros(n),
         )
@@ -140,6 +142,7 @@ class _Fleet:
         result.served[request] = True
         result.pickup_wait_s[request] = now - demand.request_s[request] + pickup_s
         result.pickup_m[request] = pickup_m
+        result.pickup_eta_s[request] = pickup_s
         result.driver_busy_s[driver] += max(0.0, min(free_at, result.horizon_s) - now)
         result.driver_earned_cents[driver] += FARE_BASE_CENTS + FARE_CENTS_PER_KM * (
             self.trip_m[request] / 1000
