@@ -1,0 +1,355 @@
+"""Location ingestion benchmark: driver positions over WebSockets into the geo index, offered at
+fixed rates (open loop), latency from send to `location.ack`.
+
+    python -m loadtests.ingest --target coop --rates 2000,4000,8000 --connections 1000
+    python -m loadtests.ingest --target bare ...      # the one-GEOADD-per-message baseline
+    python -m loadtests.ingest --target coop --apis 2  # two API processes, connections split
+
+It starts the servers itself (on the load-test database, see `loadtests.run`), connects every
+driver (token, `status online`), then offers each rate for `--step-seconds`, sending on a fixed
+schedule whether or not acks came back, so a slow server shows up as latency, not as a lower
+offered rate. Locust is not used here: on a 2-core machine its per-message cost would measure
+Locust, not the server. Prints a Markdown table and writes JSON next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from loadtests.run import RESULTS, ROOT, create_database, free_port, load_database_env
+
+TICK_S = 0.002
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+# --- generator process ------------------------------------------------------------------------
+
+
+async def _generator(
+    urls: list[str],
+    tokens: list[str],
+    target: str,
+    steps: list[float],
+    step_s: float,
+    warmup_s: float,
+    ready: Any,
+    go: Any,
+    results: Any,
+) -> None:
+    import websockets
+
+    sockets: list[Any] = []
+    sent_at: dict[int, float] = {}
+    latencies: list[float] = []
+    counters = {"acks": 0, "errors": 0}
+
+    async def reader(ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in ws:
+                message = json.loads(raw)
+                kind = message.get("type")
+                if kind == "location.ack":
+                    started = sent_at.pop(message["id"], None)
+                    if started is not None:
+                        latencies.append(time.perf_counter() - started)
+                        counters["acks"] += 1
+                elif kind == "ping":
+                    await ws.send('{"type":"pong"}')
+                elif kind == "error":
+                    counters["errors"] += 1
+
+    for i, token in enumerate(tokens):
+        url = urls[i % len(urls)]
+        if target == "coop":
+            ws = await websockets.connect(
+                f"{url}/v1/driver/ws",
+                additional_headers={"Authorization": f"Bearer {token}"},
+                max_queue=None,
+            )
+            await ws.recv()  # hello
+            await ws.recv()  # status
+            await ws.send('{"type":"status","status":"online"}')
+            await ws.recv()
+        else:
+            ws = await websockets.connect(f"{url}/ws?{i}-{os.getpid()}", max_queue=None)
+            await ws.recv()
+        sockets.append(ws)
+    readers = [asyncio.create_task(reader(ws)) for ws in sockets]
+    ready.set()
+    go.wait()  # the parent starts every generator at once
+    next_id = 0
+    lat, lng = 40.75, -73.98
+    for rate in steps:
+        started = time.perf_counter()
+        sent = 0
+        measuring = False
+        acks_at_start = 0
+        while True:
+            now = time.perf_counter()
+            elapsed = now - started
+            if not measuring and elapsed >= warmup_s:
+                measuring, acks_at_start = True, counters["acks"]
+                latencies.clear()
+                window_start = now
+            if elapsed >= warmup_s + step_s:
+                break
+            due = int(elapsed * rate) - sent
+            for _ in range(due):
+                ws = sockets[next_id % len(sockets)]
+                next_id += 1
+                sent_at[next_id] = time.perf_counter()
+                point = f'"lat":{lat + (next_id % 97) * 1e-4},"lng":{lng}'
+                await ws.send(f'{{"type":"location",{point},"id":{next_id}}}')
+            sent += max(due, 0)
+            await asyncio.sleep(TICK_S)
+        window = time.perf_counter() - window_start
+        acked = counters["acks"] - acks_at_start
+        pending = len(sent_at)
+        results.put({
+            "rate": rate, "acked": acked, "window": window, "errors": counters["errors"],
+            "acks_cumulative": counters["acks"],
+            "pending": pending, "latencies": np.array(latencies, dtype=np.float64).tobytes(),
+        })  # fmt: skip
+        # Let the backlog drain before the next step, so steps do not bleed into each other.
+        deadline = time.perf_counter() + 10
+        while sent_at and time.perf_counter() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        sent_at.clear()
+    for ws in sockets:
+        await ws.close()
+    for task in readers:
+        task.cancel()
+
+
+def generator_main(*args: Any) -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_generator(*args))
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+def start_servers(
+    target: str, apis: int, env: dict[str, str], out: Path
+) -> list[tuple[subprocess.Popen[bytes], str]]:
+    servers = []
+    for i in range(apis):
+        port = free_port()
+        log = (out / f"{target}-api-{i}.log").open("wb")
+        if target == "coop":
+            command = [
+                sys.executable,
+                "-m",
+                "dispatch.cli",
+                "api",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ]
+        else:
+            command = [
+                sys.executable, "-m", "uvicorn", "loadtests.bare_geoadd:app", "--port", str(port),
+                "--ws", "websockets-sansio", "--log-level", "warning", "--no-access-log",
+            ]  # fmt: skip
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        servers.append((process, f"http://127.0.0.1:{port}"))
+    for process, url in servers:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{target} server at {url} did not start")
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(f"{url}/healthz", timeout=1)
+                break
+            time.sleep(0.2)
+    return servers
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q) * 1000) if len(values) else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--target", choices=("coop", "bare"), default="coop")
+    parser.add_argument(
+        "--apis", type=int, default=1, help="server processes; connections are split"
+    )
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--generators", type=int, default=1, help="load generator processes")
+    parser.add_argument(
+        "--rates", default="2000,4000,6000,8000,10000,12000", help="offered msgs/s, all servers"
+    )
+    parser.add_argument("--step-seconds", type=float, default=15.0)
+    parser.add_argument("--warmup-seconds", type=float, default=3.0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    steps = [float(r) for r in args.rates.split(",")]
+    out = args.out or RESULTS / f"ingest-{args.target}-{args.apis}-{time.strftime('%Y%m%dT%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    env = load_database_env(dict(os.environ))
+    # One driver streams far faster here than the per-socket flood limit allows a real one.
+    env["COOP_WS_MESSAGES_PER_SECOND"] = "100000"
+    tokens: list[str] = []
+    if args.target == "coop":
+        create_database(env["COOP_DATABASE_URL"])
+        subprocess.run(
+            [sys.executable, "-m", "dispatch.cli", "migrate"], cwd=ROOT, env=env, check=True
+        )
+        credentials = out / "credentials.json"
+        subprocess.run(
+            [sys.executable, "-m", "dispatch.cli", "seed", "--riders", "0",
+             "--drivers", str(args.connections), "--credentials", str(credentials)],
+            cwd=ROOT, env=env, check=True,
+        )  # fmt: skip
+        tokens = [d["token"] for d in json.loads(credentials.read_text())["drivers"]]
+        credentials.unlink()
+    else:
+        tokens = [""] * args.connections
+
+    servers = start_servers(args.target, args.apis, env, out)
+    urls = [url.replace("http://", "ws://") for _, url in servers]
+    context = multiprocessing.get_context("spawn")
+    ready = [context.Event() for _ in range(args.generators)]
+    go = context.Event()
+    results = context.Queue()
+    share = [tokens[i :: args.generators] for i in range(args.generators)]
+    per_generator = [r / args.generators for r in steps]
+    generators = [
+        context.Process(
+            target=generator_main,
+            args=(
+                urls,
+                share[g],
+                args.target,
+                per_generator,
+                args.step_seconds,
+                args.warmup_seconds,
+                ready[g],
+                go,
+                results,
+            ),
+        )
+        for g in range(args.generators)
+    ]
+    rows: list[dict[str, Any]] = []
+    try:
+        for process in generators:
+            process.start()
+        for event in ready:
+            if not event.wait(timeout=600):
+                raise SystemExit("generators did not connect in time")
+        rss_before = [rss_bytes(p.pid) for p, _ in servers]
+        go.set()
+        cpu_start = [cpu_seconds(p.pid) for p, _ in servers]
+        wall_start = time.monotonic()
+        acks_before = 0
+        for rate in steps:
+            load_start = os.getloadavg()[0]
+            parts = [
+                results.get(timeout=args.step_seconds + args.warmup_seconds + 120)
+                for _ in generators
+            ]
+            cpu_now = [cpu_seconds(p.pid) for p, _ in servers]
+            wall = time.monotonic() - wall_start
+            cpu_used = [now - before for now, before in zip(cpu_now, cpu_start, strict=True)]
+            cpu = [used / wall for used in cpu_used]
+            acks_total = sum(p["acks_cumulative"] for p in parts)
+            acks_in_step, acks_before = acks_total - acks_before, acks_total
+            cpu_start, wall_start = cpu_now, time.monotonic()
+            latencies = np.concatenate(
+                [np.frombuffer(p["latencies"], dtype=np.float64) for p in parts]
+            )
+            acked = sum(p["acked"] for p in parts)
+            window = max(p["window"] for p in parts)
+            row = {
+                "offered_per_s": rate,
+                "acked_per_s": round(acked / window),
+                "p50_ms": round(percentile(latencies, 50), 2),
+                "p99_ms": round(percentile(latencies, 99), 2),
+                "p999_ms": round(percentile(latencies, 99.9), 2),
+                "max_ms": round(
+                    float(latencies.max() * 1000) if len(latencies) else float("nan"), 1
+                ),
+                "errors": sum(p["errors"] for p in parts),
+                "unacked_at_end": sum(p["pending"] for p in parts),
+                "server_cpu": [round(c, 2) for c in cpu],
+                # CPU per acknowledged update: a capacity figure other load on the box barely moves.
+                "server_cpu_us_per_ack": round(sum(cpu_used) / max(acks_in_step, 1) * 1e6, 1),
+                # Other work on the machine competes for the same 2 cores: keep it on record.
+                "load_avg_1m": round(max(load_start, os.getloadavg()[0]), 2),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        for process in generators:
+            process.join(timeout=60)
+        rss_after = [rss_bytes(p.pid) for p, _ in servers]
+    finally:
+        for process in generators:
+            if process.is_alive():
+                process.terminate()
+        for process, _ in servers:
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=15)
+    columns = (
+        "offered/s", "acked/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "server CPU (cores)",
+        "CPU µs/ack", "load avg", "errors",
+    )  # fmt: skip
+    table = [
+        f"target={args.target} apis={args.apis} connections={args.connections} "
+        f"generators={args.generators} step={args.step_seconds}s warmup={args.warmup_seconds}s; "
+        f"server RSS {rss_before} → {rss_after} bytes",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    for row in rows:
+        cells = (
+            f"{row['offered_per_s']:,.0f}", f"{row['acked_per_s']:,}", row["p50_ms"], row["p99_ms"],
+            row["p999_ms"], row["max_ms"], " + ".join(map(str, row["server_cpu"])),
+            row["server_cpu_us_per_ack"], row["load_avg_1m"], row["errors"],
+        )  # fmt: skip
+        table.append("| " + " | ".join(map(str, cells)) + " |")
+    text = "\n".join(table)
+    print(text)
+    (out / "ingest.md").write_text(text + "\n")
+    (out / "ingest.json").write_text(
+        json.dumps({"args": vars(args) | {"out": str(out)}, "rows": rows}, indent=1)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
