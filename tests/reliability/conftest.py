@@ -128,9 +128,15 @@ async def bulk_accounts(app: Any, role: str, count: int) -> list[Account]:
             session.add_all(
                 Driver(user_id=user_id, vehicle_plate="BULK", is_online=True) for user_id in ids
             )
-    for user_id in ids:
-        token = issue_access_token(settings, user_id, role)
-        accounts.append(Account(str(user_id), f"{user_id}@bulk", token, role))
+    # Tokens carry real time even when a test has moved the app's clock (PyJWT checks real time).
+    moved = clock._offset
+    clock.reset()
+    try:
+        for user_id in ids:
+            token = issue_access_token(settings, user_id, role)
+            accounts.append(Account(str(user_id), f"{user_id}@bulk", token, role))
+    finally:
+        clock.advance(moved)
     return accounts
 
 
