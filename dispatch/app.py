@@ -13,10 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatch.core.database import create_engine, create_sessionmaker
 from dispatch.core.errors import install_error_handlers
 from dispatch.core.log_privacy import install_log_privacy
+from dispatch.core.openapi import document_auth_errors
 from dispatch.core.redis import RegionKeys, create_redis
 from dispatch.core.settings import Settings, get_settings
 from dispatch.dispatcher.presence import LocationIndex
@@ -60,7 +62,9 @@ def create_app(
         await state.event_hub.start()
         await state.location_index.start()
         dispatcher = (
-            asyncio.create_task(dispatch_forever(state, settings, state.eta)) if with_dispatcher else None
+            asyncio.create_task(dispatch_forever(state, settings, state.eta))
+            if with_dispatcher
+            else None
         )
         try:
             yield
@@ -81,14 +85,32 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    document_auth_errors(app)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            {
+                "loc": list(e.get("loc", ())),
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
             for e in exc.errors()
         ]
         return JSONResponse({"error": "validation_error", "detail": details}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def framework_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Bodies that are not even JSON (bad bytes, bad encoding) are malformed payloads: 422.
+        if exc.status_code == 400:
+            detail = [{"loc": ["body"], "msg": str(exc.detail), "type": "json_invalid"}]
+            return JSONResponse({"error": "validation_error", "detail": detail}, status_code=422)
+        code = str(exc.detail).lower().replace(" ", "_")
+        return JSONResponse(
+            {"error": code, "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     if with_api:
         from dispatch.accounts.endpoints import router as auth_router
@@ -111,7 +133,9 @@ def create_app(
                 await connection.execute(text("SELECT 1"))
             await state.redis.ping()
         except Exception as exc:
-            return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable", "detail": type(exc).__name__}, status_code=503
+            )
         return JSONResponse({"status": "ready"})
 
     return app

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, WebSocket
@@ -14,6 +13,7 @@ from dispatch.accounts.repository import AccountRepository
 from dispatch.core.database import SessionDep, transaction
 from dispatch.core.errors import Conflict, CoopError, Forbidden, NotFound, Unauthorized, responses
 from dispatch.core.geo import valid_coordinate
+from dispatch.core.params import IsoDatetime
 from dispatch.dispatcher.presence import LocationIndex
 from dispatch.events.outbox import publish_ephemeral
 from dispatch.idempotency.dependencies import IdempotencyDep, IdempotentRoute
@@ -95,7 +95,7 @@ async def list_rides(
     driver: CurrentDriver,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    before: datetime | None = None,
+    before: IsoDatetime | None = None,
 ) -> list[DriverRideRead]:
     statuses = [RideStatus.completed, RideStatus.cancelled, *ACTIVE_STATUSES]
     found = await RideRepository(session).rides_of_driver(driver.user_id, statuses, limit, before)
@@ -160,7 +160,7 @@ async def earnings(
     driver: CurrentDriver,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: datetime | None = None,
+    before: IsoDatetime | None = None,
 ) -> Earnings:
     return await rides.earnings(session, driver.user_id, limit, before)
 

@@ -110,7 +110,7 @@ async def proposal_impact(
 async def audit_log(
     user: CurrentUser,
     session: SessionDep,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditEntryRead]:
     await service.require_viewer(session, user)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, WebSocket
@@ -10,6 +9,7 @@ from dispatch.accounts.dependencies import CurrentRider, SettingsDep
 from dispatch.core.database import SessionDep
 from dispatch.core.errors import Conflict, Gone, NotFound, Unauthorized, Unprocessable, responses
 from dispatch.core.geo import LatLng
+from dispatch.core.params import IsoDatetime
 from dispatch.fares import service as fares
 from dispatch.fares.schemas import QuoteCreate, QuoteRead
 from dispatch.idempotency.dependencies import IdempotencyDep, IdempotentRoute
@@ -70,7 +70,7 @@ async def list_rides(
     rider: CurrentRider,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    before: datetime | None = None,
+    before: IsoDatetime | None = None,
 ) -> list[RideRead]:
     found = await RideRepository(session).rides_of_rider(rider.user_id, limit, before)
     return [await rides.rider_view(session, ride) for ride in found]

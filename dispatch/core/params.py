@@ -1,0 +1,20 @@
+"""Query parameter types that accept exactly what the OpenAPI document says they accept."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+
+def _iso_8601_only(value: object) -> object:
+    # Pydantic also takes numbers as Unix timestamps ("before=0.5"); the contract says date-time.
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and any(c in value for c in "-:T"):
+        return value
+    raise ValueError("must be an ISO 8601 date-time, like 2026-11-27T10:00:00Z")
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_8601_only)]
