@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.core.clock import utcnow
-from governance.models import AuditEntry
+from governance.models import AuditEntry, Ballot, Proposal
 from governance.rules import Tally, decide, parse_fraction
 
 GENESIS_HASH = "0" * 64
@@ -115,6 +115,8 @@ class _Replay:
     changes: dict[str, Any]
     ballots: dict[str, str] = field(default_factory=dict)
     status: str | None = None
+    tally: Tally | None = None
+    policy_version: int | None = None
 
 
 class _Bad(Exception):
@@ -138,7 +140,14 @@ async def entries(session: AsyncSession, batch: int = 1000) -> Iterator[AuditEnt
 
 
 async def verify(session: AsyncSession) -> Report:
-    return verify_entries(await entries(session))
+    """Check the log, then that the tables agree with it (which catches a cut-off tail)."""
+    report = Report()
+    try:
+        drafted, proposals = _replay(await entries(session), report)
+        await _cross_check(session, report, drafted, proposals)
+    except _Bad as bad:
+        report.finding = bad.finding
+    return report
 
 
 def verify_entries(log: Iterable[AuditEntry]) -> Report:
@@ -150,7 +159,55 @@ def verify_entries(log: Iterable[AuditEntry]) -> Report:
     return report
 
 
-def _replay(log: Iterable[AuditEntry], report: Report) -> None:
+async def _cross_check(
+    session: AsyncSession,
+    report: Report,
+    drafted: dict[str, dict[str, Any]],
+    proposals: dict[str, _Replay],
+) -> None:
+    after = report.entries + 1
+
+    def missing(problem: str) -> _Bad:
+        return _Bad(after, f"missing from the log (entries lost at the end?): {problem}")
+
+    stored = await session.execute(
+        select(
+            Proposal.id,
+            Proposal.closed_at,
+            Proposal.yes_count,
+            Proposal.no_count,
+            Proposal.abstain_count,
+            Proposal.policy_version,
+        ).order_by(Proposal.created_at)
+    )
+    for proposal_id, closed_at, yes, no, abstain, version in stored.all():
+        key = str(proposal_id)
+        replay = proposals.get(key)
+        if key not in drafted:
+            raise missing(f"proposal {key} was never drafted")
+        if closed_at is not None and (replay is None or replay.tally is None):
+            raise missing(f"proposal {key} is closed but its close is not logged")
+        if replay is not None and replay.tally is not None:
+            logged = (replay.tally.yes, replay.tally.no, replay.tally.abstain)
+            if closed_at is None or logged != (yes, no, abstain):
+                raise missing(f"proposal {key}'s stored tally differs from the logged one")
+        if version is not None and (replay is None or replay.policy_version != version):
+            raise missing(f"policy version {version} enacted by proposal {key}")
+    ballots: dict[str, dict[str, str]] = {}
+    for proposal_id, token, choice in (
+        await session.execute(select(Ballot.proposal_id, Ballot.voter_token, Ballot.choice))
+    ).all():
+        ballots.setdefault(str(proposal_id), {})[token] = choice.value
+    for key in ballots.keys() - proposals.keys():
+        raise missing(f"ballots of proposal {key}, which never opened in the log")
+    for key, replay in proposals.items():
+        if ballots.get(key, {}) != replay.ballots:
+            raise missing(f"the ballots of proposal {key} differ from the logged ones")
+
+
+def _replay(
+    log: Iterable[AuditEntry], report: Report
+) -> tuple[dict[str, dict[str, Any]], dict[str, _Replay]]:
     expected_seq, prev_hash = 1, GENESIS_HASH
     drafted: dict[str, dict[str, Any]] = {}
     proposals: dict[str, _Replay] = {}
@@ -203,7 +260,7 @@ def _replay(log: Iterable[AuditEntry], report: Report) -> None:
                 raise _Bad(
                     seq, f"published tally {logged} differs from the ballots {recomputed_tally}"
                 )
-            replay.status = status
+            replay.status, replay.tally = status, tally
             report.proposals_checked += 1
         elif entry.type == "policy.enacted":
             replay_or_none = proposals.get(key)
@@ -216,10 +273,12 @@ def _replay(log: Iterable[AuditEntry], report: Report) -> None:
                 raise _Bad(seq, "policy versions out of order")
             last_version = payload["version"]
             replay_or_none.status = "enacted"
+            replay_or_none.policy_version = last_version
         report.entries += 1
         prev_hash = entry.hash
         expected_seq = seq + 1
     report.head_hash = prev_hash
+    return drafted, proposals
 
 
 def _open(proposals: dict[str, _Replay], key: str, seq: int) -> _Replay:

@@ -94,18 +94,20 @@ async def test_verify_catches_a_reordering(history: str, scratch: AsyncSession) 
     assert report.finding is not None and report.finding.seq == first
 
 
-async def test_verify_recomputes_tallies_even_when_the_chain_is_rehashed(
-    history: str, scratch: AsyncSession
-) -> None:
-    """A forger who rewrites a published tally and recomputes every hash after it is still caught,
-    because the tally is recounted from the logged ballots."""
-    entries = list((await scratch.execute(select(AuditEntry).order_by(AuditEntry.seq))).scalars())
+async def test_verify_catches_a_cut_off_tail(history: str, scratch: AsyncSession) -> None:
+    """Dropping the newest entries leaves a valid chain; the tables no longer agree with it."""
+    closed = await seq_of(scratch, history, "proposal.closed")
+    await scratch.execute(text("DELETE FROM governance_audit WHERE seq >= :s"), {"s": closed})
+    report = await audit.verify(scratch)
+    assert report.finding is not None and report.finding.seq == closed
+    assert "missing from the log" in report.finding.problem
+
+
+def rehashed(entries: list[AuditEntry], forge: Any) -> list[AuditEntry]:
+    """The log as a forger who recomputes every hash would leave it."""
     forged, prev = [], audit.GENESIS_HASH
-    closed_seq = await seq_of(scratch, history, "proposal.closed")
     for entry in entries:
-        payload = dict(entry.payload)
-        if entry.seq == closed_seq:
-            payload.update(yes=payload["yes"] + 1)
+        payload = forge(entry, dict(entry.payload))
         digest = audit.entry_hash(
             entry.seq, prev, entry.type, entry.proposal_id, payload, entry.created_at
         )
@@ -121,6 +123,43 @@ async def test_verify_recomputes_tallies_even_when_the_chain_is_rehashed(
             )
         )
         prev = digest
+    return forged
+
+
+async def test_verify_catches_rehashed_ballot_forgeries(
+    history: str, scratch: AsyncSession
+) -> None:
+    entries = list((await scratch.execute(select(AuditEntry).order_by(AuditEntry.seq))).scalars())
+    ballot = await seq_of(scratch, history, "ballot.cast")
+
+    def stranger(entry: AuditEntry, payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "voter": "f" * 32} if entry.seq == ballot else payload
+
+    def late(entry: AuditEntry, payload: dict[str, Any]) -> dict[str, Any]:
+        return (
+            {**payload, "cast_at": "2999-01-01T00:00:00.000000Z"}
+            if entry.seq == ballot
+            else payload
+        )
+
+    for forge, problem in ((stranger, "not on the roll"), (late, "outside the voting window")):
+        report = audit.verify_entries(rehashed(entries, forge))
+        assert report.finding is not None and report.finding.seq == ballot
+        assert problem in report.finding.problem
+
+
+async def test_verify_recomputes_tallies_even_when_the_chain_is_rehashed(
+    history: str, scratch: AsyncSession
+) -> None:
+    """A forger who rewrites a published tally and recomputes every hash after it is still caught,
+    because the tally is recounted from the logged ballots."""
+    entries = list((await scratch.execute(select(AuditEntry).order_by(AuditEntry.seq))).scalars())
+    closed_seq = await seq_of(scratch, history, "proposal.closed")
+
+    def more_yes(entry: AuditEntry, payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "yes": payload["yes"] + 1} if entry.seq == closed_seq else payload
+
+    forged = rehashed(entries, more_yes)
     report = audit.verify_entries(forged)
     assert report.finding is not None and report.finding.seq == closed_seq
     assert "tally" in report.finding.problem
