@@ -13,16 +13,16 @@ import hashlib
 import json
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.core.clock import utcnow
-from governance.models import AuditEntry, Ballot, Proposal
+from governance.models import AuditEntry
+from governance.repository import GovernanceRepository
 from governance.rules import Tally, decide, parse_fraction
 
 GENESIS_HASH = "0" * 64
@@ -62,13 +62,10 @@ async def append(
     at: datetime | None = None,
 ) -> AuditEntry:
     """Append in the caller's transaction; the lock is held until it commits."""
-    await session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK_KEY)))
-    last = (
-        await session.execute(
-            select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-        )
-    ).first()
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    repository = GovernanceRepository(session)
+    await repository.lock_audit_log(AUDIT_LOCK_KEY)
+    head = await repository.audit_head()
+    seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
     created_at = at or utcnow()
     entry = AuditEntry(
         seq=seq,
@@ -125,18 +122,12 @@ class _Bad(Exception):
         self.finding = Finding(seq, problem)
 
 
-async def entries(session: AsyncSession, batch: int = 1000) -> Iterator[AuditEntry]:
+async def entries(session: AsyncSession, batch: int = 1000) -> list[AuditEntry]:
+    repository = GovernanceRepository(session)
     rows: list[AuditEntry] = []
-    after = 0
-    while True:
-        query = (
-            select(AuditEntry).where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(batch)
-        )
-        page = list((await session.execute(query)).scalars())
+    while page := await repository.audit_entries(rows[-1].seq if rows else 0, batch):
         rows.extend(page)
-        if len(page) < batch:
-            return iter(rows)
-        after = page[-1].seq
+    return rows
 
 
 async def verify(session: AsyncSession) -> Report:
@@ -170,17 +161,8 @@ async def _cross_check(
     def missing(problem: str) -> _Bad:
         return _Bad(after, f"missing from the log (entries lost at the end?): {problem}")
 
-    stored = await session.execute(
-        select(
-            Proposal.id,
-            Proposal.closed_at,
-            Proposal.yes_count,
-            Proposal.no_count,
-            Proposal.abstain_count,
-            Proposal.policy_version,
-        ).order_by(Proposal.created_at)
-    )
-    for proposal_id, closed_at, yes, no, abstain, version in stored.all():
+    repository = GovernanceRepository(session)
+    for proposal_id, closed_at, yes, no, abstain, version in await repository.outcomes():
         key = str(proposal_id)
         replay = proposals.get(key)
         if key not in drafted:
@@ -194,10 +176,8 @@ async def _cross_check(
         if version is not None and (replay is None or replay.policy_version != version):
             raise missing(f"policy version {version} enacted by proposal {key}")
     ballots: dict[str, dict[str, str]] = {}
-    for proposal_id, token, choice in (
-        await session.execute(select(Ballot.proposal_id, Ballot.voter_token, Ballot.choice))
-    ).all():
-        ballots.setdefault(str(proposal_id), {})[token] = choice.value
+    for proposal_id, token, choice in await repository.all_ballots():
+        ballots.setdefault(str(proposal_id), {})[token] = choice
     for key in ballots.keys() - proposals.keys():
         raise missing(f"ballots of proposal {key}, which never opened in the log")
     for key, replay in proposals.items():

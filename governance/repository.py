@@ -158,6 +158,34 @@ class GovernanceRepository:
         rows = (await self.session.execute(query)).all()
         return [(row[0], int(row[1]), int(row[2])) for row in rows if row[0] is not None]
 
+    async def lock_audit_log(self, key: int) -> None:
+        await self.session.execute(select(func.pg_advisory_xact_lock(key)))
+
+    async def audit_head(self) -> tuple[int, str] | None:
+        query = select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+        row = (await self.session.execute(query)).first()
+        return (int(row[0]), str(row[1])) if row else None
+
+    async def outcomes(
+        self,
+    ) -> list[tuple[uuid.UUID, datetime | None, int | None, int | None, int | None, int | None]]:
+        """(id, closed_at, yes, no, abstain, policy_version) of every proposal."""
+        query = select(
+            Proposal.id,
+            Proposal.closed_at,
+            Proposal.yes_count,
+            Proposal.no_count,
+            Proposal.abstain_count,
+            Proposal.policy_version,
+        ).order_by(Proposal.created_at, Proposal.id)
+        rows = (await self.session.execute(query)).all()
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    async def all_ballots(self) -> list[tuple[uuid.UUID, str, str]]:
+        query = select(Ballot.proposal_id, Ballot.voter_token, Ballot.choice)
+        rows = (await self.session.execute(query)).all()
+        return [(row[0], row[1], row[2].value) for row in rows]
+
     async def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
         query = (
             select(AuditEntry)
