@@ -164,3 +164,25 @@ async def test_concurrent_closers_enact_once(
             .where(AuditEntry.proposal_id == pid, AuditEntry.type == "proposal.closed")
         )
     assert (policies, closes) == (1, 1)
+
+
+async def test_a_close_waits_for_a_vote_in_flight(
+    app: Any, client: httpx.AsyncClient, make_members: MakeMembers, travel: Any
+) -> None:
+    """A vote holds a share lock on its proposal; the closer skips it and counts it next tick."""
+    from sqlalchemy import select
+
+    from governance.models import Proposal
+    from governance.tasks import close_due_proposals
+
+    (member,) = await make_members(1)
+    travel(-timedelta(days=3))
+    pid = (await open_proposal(client, member, {"per_km_cents": 131}))["id"]
+    travel(timedelta(seconds=DAY + 1))
+    async with app.state.sessionmaker() as voting:
+        await voting.execute(
+            select(Proposal.id).where(Proposal.id == pid).with_for_update(read=True)
+        )
+        assert pid not in [str(p) for p in await close_due_proposals(app.state)]
+        await voting.rollback()
+    assert pid in [str(p) for p in await close_due_proposals(app.state)]
