@@ -32,7 +32,15 @@ class Base(DeclarativeBase):
 
 
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
-    options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True}
+    options: dict[str, Any] = {
+        "pool_size": 10,
+        "max_overflow": 20,
+        "pool_pre_ping": True,
+        "connect_args": {
+            "timeout": settings.database_connect_timeout_s,
+            "command_timeout": settings.database_command_timeout_s,
+        },
+    }
     options.update(kwargs)
     return create_async_engine(settings.async_database_url, **options)
 

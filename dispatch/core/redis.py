@@ -11,8 +11,19 @@ from fastapi import Depends, Request
 Redis = aioredis.Redis
 
 
+REDIS_SOCKET_TIMEOUT_S = 5.0
+
+
 def create_redis(url: str) -> Redis:
-    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    # Timeouts so a half-open connection fails a command (and reconnects) instead of hanging.
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
+        retry_on_timeout=True,
+    )
 
 
 class RegionKeys:

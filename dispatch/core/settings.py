@@ -14,6 +14,10 @@ class Settings(BaseSettings):
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/coop_dispatch"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # A statement that hears nothing back for this long fails (503) instead of hanging forever
+    # on a half-open connection.
+    database_command_timeout_s: float = 30.0
+    database_connect_timeout_s: float = 5.0
     region: str = "nyc"
 
     jwt_secret: str = Field(default="change-me-in-production-please-32b", min_length=32)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.core.database import after_commit
 from dispatch.core.redis import Redis, RegionKeys
 from dispatch.core.settings import get_settings
 from dispatch.events.models import Event
+
+log = logging.getLogger(__name__)
 
 PENDING = "pending_events"
 
@@ -44,10 +48,15 @@ async def publish_pending(session: AsyncSession) -> None:
     events: list[Event] = session.info.pop(PENDING, [])
     redis: Redis = session.info["redis"]
     keys = RegionKeys(get_settings().region)
-    async with redis.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.publish(keys.user_channel(event.user_id), json.dumps(event_message(event)))
-        await pipe.execute()
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.publish(keys.user_channel(event.user_id), json.dumps(event_message(event)))
+            await pipe.execute()
+    except RedisError:
+        # The events are committed rows: a client that missed the live copy gets them on its
+        # next (re)connect with `?after=`. The request that caused them has succeeded.
+        log.warning("could not publish %d events; clients will replay them", len(events))
 
 
 async def publish_ephemeral(redis: Redis, user_id: uuid.UUID, message: dict[str, Any]) -> None:

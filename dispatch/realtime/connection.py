@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -25,6 +26,7 @@ from dispatch.core.database import transaction
 from dispatch.core.redis import RegionKeys
 from dispatch.core.security import TokenClaims, decode_access_token
 from dispatch.core.settings import Settings
+from dispatch.events.hub import RESYNC
 from dispatch.events.models import Event
 from dispatch.events.outbox import event_message
 
@@ -186,7 +188,9 @@ def _after_param(websocket: WebSocket) -> int | None:
     return int(raw)
 
 
-async def _replay(app_state: Any, connection: Connection, after: int) -> None:
+async def _replay(
+    app_state: Any, connection: Connection, after: int, since: datetime | None = None
+) -> None:
     async with transaction(app_state) as session:
         query = (
             select(Event)
@@ -194,6 +198,8 @@ async def _replay(app_state: Any, connection: Connection, after: int) -> None:
             .order_by(Event.id)
             .limit(REPLAY_LIMIT)
         )
+        if since is not None:
+            query = query.where(Event.created_at >= since)
         for event in (await session.execute(query)).scalars():
             connection.send(event_message(event))
 
@@ -205,6 +211,14 @@ async def _pump_live(
 ) -> None:
     while True:
         message = await live.get()
+        if message.get("type") == RESYNC:
+            # Redis was away and live messages were lost: send what the log has that we did not.
+            since = datetime.fromisoformat(str(message["since"]))
+            with contextlib.suppress(Exception):
+                await _replay(
+                    connection.websocket.app.state, connection, connection.last_event_id, since
+                )
+            continue
         if on_event is not None:
             on_event(connection, message)
         connection.send(message)
