@@ -18,7 +18,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from dispatch.core.database import Base
 
@@ -63,30 +63,44 @@ class FarePolicy(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-class Quote(Base):
-    __tablename__ = "quote"
+class PricedTrip:
+    """Where from, where to, and the locked price: shared by a quote and the ride made from it."""
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    rider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id"), index=True)
-    region_id: Mapped[str] = mapped_column(ForeignKey("region.id"))
+    pickup_spatial_index = False
+
     pickup_lat: Mapped[float] = mapped_column(Float)
     pickup_lng: Mapped[float] = mapped_column(Float)
     dropoff_lat: Mapped[float] = mapped_column(Float)
     dropoff_lng: Mapped[float] = mapped_column(Float)
-    pickup: Mapped[Any] = mapped_column(
-        Geography("POINT", srid=4326, spatial_index=False), point_from("pickup_lat", "pickup_lng")
-    )
-    dropoff: Mapped[Any] = mapped_column(
-        Geography("POINT", srid=4326, spatial_index=False),
-        point_from("dropoff_lat", "dropoff_lng"),
-    )
     distance_m: Mapped[int] = mapped_column(Integer)
     duration_s: Mapped[int] = mapped_column(Integer)
     total_cents: Mapped[int] = mapped_column(Integer)
     driver_cents: Mapped[int] = mapped_column(Integer)
     coop_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
-    breakdown: Mapped[dict[str, int]] = mapped_column(JSONB)
     policy_version: Mapped[int] = mapped_column(ForeignKey("fare_policy.version"))
+
+    @declared_attr
+    def pickup(cls) -> Mapped[Any]:
+        return mapped_column(
+            Geography("POINT", srid=4326, spatial_index=cls.pickup_spatial_index),
+            point_from("pickup_lat", "pickup_lng"),
+        )
+
+    @declared_attr
+    def dropoff(cls) -> Mapped[Any]:
+        return mapped_column(
+            Geography("POINT", srid=4326, spatial_index=False),
+            point_from("dropoff_lat", "dropoff_lng"),
+        )
+
+
+class Quote(PricedTrip, Base):
+    __tablename__ = "quote"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    rider_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id"), index=True)
+    region_id: Mapped[str] = mapped_column(ForeignKey("region.id"))
+    breakdown: Mapped[dict[str, int]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

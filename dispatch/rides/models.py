@@ -3,13 +3,10 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Any
 
-from geoalchemy2 import Geography
 from sqlalchemy import (
     DateTime,
     Enum,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -20,7 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.core.database import Base
-from dispatch.fares.models import point_from
+from dispatch.fares.models import PricedTrip
 
 
 class RideStatus(enum.StrEnum):
@@ -50,8 +47,9 @@ def _status_enum(enum_type: type[enum.StrEnum], name: str) -> Enum:
     return Enum(enum_type, name=name, native_enum=False, length=16, create_constraint=True)
 
 
-class Ride(Base):
+class Ride(PricedTrip, Base):
     __tablename__ = "ride"
+    pickup_spatial_index = True
     __table_args__ = (
         # PostgreSQL, not Redis, decides: a driver holds at most one active ride.
         Index(
@@ -76,24 +74,6 @@ class Ride(Base):
     region_id: Mapped[str] = mapped_column(ForeignKey("region.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[RideStatus] = mapped_column(_status_enum(RideStatus, "ride_status"))
-    pickup_lat: Mapped[float] = mapped_column(Float)
-    pickup_lng: Mapped[float] = mapped_column(Float)
-    dropoff_lat: Mapped[float] = mapped_column(Float)
-    dropoff_lng: Mapped[float] = mapped_column(Float)
-    pickup: Mapped[Any] = mapped_column(
-        Geography("POINT", srid=4326, spatial_index=True), point_from("pickup_lat", "pickup_lng")
-    )
-    dropoff: Mapped[Any] = mapped_column(
-        Geography("POINT", srid=4326, spatial_index=False),
-        point_from("dropoff_lat", "dropoff_lng"),
-    )
-    distance_m: Mapped[int] = mapped_column(Integer)
-    duration_s: Mapped[int] = mapped_column(Integer)
-    total_cents: Mapped[int] = mapped_column(Integer)
-    driver_cents: Mapped[int] = mapped_column(Integer)
-    coop_cents: Mapped[int] = mapped_column(Integer)
-    currency: Mapped[str] = mapped_column(String(3))
-    policy_version: Mapped[int] = mapped_column(ForeignKey("fare_policy.version"))
     pickup_eta_s: Mapped[int | None] = mapped_column(Integer)
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     matched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
