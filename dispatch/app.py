@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dispatch.core.database import create_engine, create_sessionmaker
 from dispatch.core.errors import install_error_handlers
 from dispatch.core.log_privacy import install_log_privacy
+from dispatch.core.nul_guard import RejectNulMiddleware
 from dispatch.core.openapi import document_auth_errors
 from dispatch.core.redis import RegionKeys, create_redis
 from dispatch.core.settings import Settings, get_settings
@@ -86,6 +87,7 @@ def create_app(
     )
     install_error_handlers(app)
     document_auth_errors(app)
+    app.add_middleware(RejectNulMiddleware)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

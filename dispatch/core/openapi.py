@@ -1,4 +1,6 @@
-"""Every authenticated operation declares the 401 and 403 its auth dependencies can return."""
+"""OpenAPI additions: the 401/403 every authenticated operation can return, and the links
+between operations (what a client does next with an id it was given), which clients and
+stateful fuzzers (schemathesis) follow."""
 
 from __future__ import annotations
 
@@ -11,6 +13,81 @@ AUTH_ERRORS = {
     "401": {"description": "Unauthorized: a missing, invalid or expired bearer token"},
     "403": {"description": "Forbidden: the caller's role or membership does not allow this"},
 }
+
+
+# (method, path, status) -> [(link name, target method, target path, parameters, request body)]
+LINKS: dict[tuple[str, str, str], list[tuple[str, str, str, dict[str, str], Any]]] = {
+    ("post", "/v1/rider/quotes", "201"): [
+        ("RequestRide", "post", "/v1/rider/rides", {}, {"quote_id": "$response.body#/id"}),
+    ],
+    ("post", "/v1/rider/rides", "201"): [
+        ("GetRide", "get", "/v1/rider/rides/{ride_id}", {"ride_id": "$response.body#/id"}, None),
+        (
+            "CancelRide",
+            "post",
+            "/v1/rider/rides/{ride_id}/cancel",
+            {"ride_id": "$response.body#/id"},
+            None,
+        ),
+    ],
+    ("post", "/v1/governance/proposals", "201"): [
+        (
+            "GetProposal",
+            "get",
+            "/v1/governance/proposals/{proposal_id}",
+            {"proposal_id": "$response.body#/id"},
+            None,
+        ),
+        (
+            "Vote",
+            "post",
+            "/v1/governance/proposals/{proposal_id}/votes",
+            {"proposal_id": "$response.body#/id"},
+            None,
+        ),
+        (
+            "Impact",
+            "get",
+            "/v1/governance/proposals/{proposal_id}/impact",
+            {"proposal_id": "$response.body#/id"},
+            None,
+        ),
+    ],
+    ("post", "/v1/governance/members", "201"): [
+        (
+            "Suspend",
+            "post",
+            "/v1/governance/members/{user_id}/suspend",
+            {"user_id": "$response.body#/user_id"},
+            None,
+        ),
+        (
+            "Reinstate",
+            "post",
+            "/v1/governance/members/{user_id}/reinstate",
+            {"user_id": "$response.body#/user_id"},
+            None,
+        ),
+    ],
+}
+
+
+def add_links(schema: dict[str, Any]) -> None:
+    paths = schema.get("paths", {})
+    for (method, path, status), links in LINKS.items():
+        response = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        for name, target_method, target_path, parameters, body in links:
+            target = paths.get(target_path, {}).get(target_method)
+            if target is None or "operationId" not in target:
+                continue
+            link: dict[str, Any] = {"operationId": target["operationId"]}
+            if parameters:
+                link["parameters"] = parameters
+            if body is not None:
+                link["requestBody"] = body
+            response.setdefault("links", {})[name] = link
 
 
 def document_auth_errors(app: FastAPI) -> None:
@@ -29,6 +106,7 @@ def document_auth_errors(app: FastAPI) -> None:
                         responses = operation.setdefault("responses", {})
                         for code, body in AUTH_ERRORS.items():
                             responses.setdefault(code, body)
+            add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
