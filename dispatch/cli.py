@@ -49,7 +49,9 @@ def _api(args: argparse.Namespace) -> int:
 def _dispatcher(args: argparse.Namespace) -> int:
     from dispatch.entrypoints import run_dispatcher
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     loop = asyncio.new_event_loop()
     task = loop.create_task(run_dispatcher(get_settings()))
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -51,7 +51,8 @@ def observe(state: Any, report: CycleReport) -> None:
         hook(report)
     if report.offers_sent or report.unfulfilled or report.expired_offers:
         log.info(
-            "region=%s open=%d drivers=%d offers=%d expired=%d unfulfilled=%d solve_ms=%.1f cycle_ms=%.1f",
+            "region=%s open=%d drivers=%d offers=%d expired=%d unfulfilled=%d "
+            "solve_ms=%.1f cycle_ms=%.1f",
             report.region,
             report.open_requests,
             report.drivers_available,

@@ -59,7 +59,7 @@ class FarePolicy(Base):
     commission_cap_cents: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     effective_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    proposal_id: Mapped[uuid.UUID | None] = mapped_column()
+    proposal_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("proposal.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
