@@ -20,6 +20,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -92,7 +93,9 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextlib.contextmanager
-def local_stack(env: dict[str, str], out: Path, apis: int) -> Iterator[tuple[str, list[str]]]:
+def local_stack(
+    env: dict[str, str], out: Path, apis: int
+) -> Iterator[tuple[str, list[str], dict[str, int]]]:
     """API processes and a dispatcher here; yields the first API URL and every metrics URL."""
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -108,7 +111,8 @@ def local_stack(env: dict[str, str], out: Path, apis: int) -> Iterator[tuple[str
             wait_ready(urls[-1], process, log)
         processes.append(cli("dispatcher", env=dispatcher_env, log=out / "dispatcher.log"))
         metrics = [f"{url}/metrics" for url in urls] + [f"http://127.0.0.1:{metrics_port}/metrics"]
-        yield urls[0], metrics
+        names = [f"api-{i}" for i in range(apis)] + ["dispatcher"]
+        yield urls[0], metrics, {name: p.pid for name, p in zip(names, processes, strict=True)}
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -117,6 +121,35 @@ def local_stack(env: dict[str, str], out: Path, apis: int) -> Iterator[tuple[str
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+class ResourceSampler(threading.Thread):
+    """RSS and CPU of each server process every `interval` s, to see memory growth over a run."""
+
+    def __init__(self, pids: dict[str, int], path: Path, interval: float = 10.0) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.path, self.interval = pids, path, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        with self.path.open("w") as samples:
+            samples.write("seconds,process,rss_mb,cpu_seconds\n")
+            while not self.stopped.wait(self.interval):
+                at = time.monotonic() - started
+                for name, pid in self.pids.items():
+                    with contextlib.suppress(OSError):
+                        rss_mb, cpu = process_usage(pid)
+                        samples.write(f"{at:.0f},{name},{rss_mb:.1f},{cpu:.1f}\n")
+                samples.flush()
+
+
+def process_usage(pid: int) -> tuple[float, float]:
+    """Resident memory (MiB) and CPU seconds used so far, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return rss_kb / 1024, (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def scrape(metrics: list[str], out: Path) -> None:
@@ -182,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         metrics: list[str] = []
         host = args.host
         if not host:
-            host, metrics = stack.enter_context(local_stack(env, out, args.apis))
+            host, metrics, pids = stack.enter_context(local_stack(env, out, args.apis))
+            sampler = ResourceSampler(pids, out / "server-resources.csv")
+            sampler.start()
+            stack.callback(sampler.stopped.set)
         else:
             metrics = [f"{host.rstrip('/')}/metrics"]
         command = [
