@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -42,7 +43,24 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         },
     }
     options.update(kwargs)
-    return create_async_engine(settings.async_database_url, **options)
+    engine = create_async_engine(settings.async_database_url, **options)
+    event.listen(engine.sync_engine, "handle_error", _terminated_is_a_disconnect)
+    return engine
+
+
+# The server ended our backend (pg_terminate_backend, shutdown, crash recovery).
+TERMINATED_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _terminated_is_a_disconnect(context: ExceptionContext) -> None:
+    """Treat a killed backend like a dropped connection, so SQLAlchemy throws the connection
+    (and the pool's older ones, killed alike) away instead of handing it out again."""
+    error: BaseException | None = context.original_exception
+    while error is not None:
+        if getattr(error, "sqlstate", None) in TERMINATED_SQLSTATES:
+            context.is_disconnect = True
+            return
+        error = error.__cause__
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
