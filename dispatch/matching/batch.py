@@ -8,17 +8,19 @@ from time import perf_counter
 
 import numpy as np
 import numpy.typing as npt
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from dispatch.matching.candidates import IntArray, PlanarIndex, radius_for_wait
 from dispatch.matching.eta import EtaModel, FloatArray, haversine_m
 from dispatch.matching.solver import assign_max_matching_min_cost, minimal_request_duals
 
-# Each request starts with its nearest few drivers, because a fixed short list silently drops
-# matches when drivers are contested. After each solve, the LP duals tell which requests could
-# still gain from a driver left off their list (dual above the cheapest cost a left-off driver can
-# have); only those lists are doubled and the batch re-solved. When no request is flagged, the
-# plan is optimal over every pair within the radii and the ETA cap.
-INITIAL_CANDIDATES_PER_REQUEST = 8
+# Each request starts with its nearest few drivers. A fixed short list silently drops matches when
+# drivers are contested, so after each solve the LP duals tell which requests could still gain
+# from a driver left off their list (dual above the cheapest cost a left-off driver can have):
+# those lists grow and only the components they touch are re-solved. When no request is flagged,
+# the plan is optimal over every pair within the radii and the ETA cap.
+INITIAL_CANDIDATES_PER_REQUEST = 4
 MAX_WIDENING_ROUNDS = 12
 # Straight-line order on the local projection and great-circle ETAs can disagree by a fraction of
 # a percent; a left-off driver's cost is bounded below with this margin.
@@ -136,14 +138,23 @@ def plan_batch(
             )
         )
         cost = edges.eta_s + fairness_s[edges.driver]
-        chosen = assign_max_matching_min_cost(
-            edges.request, edges.driver, cost, n_requests, n_drivers
-        ).edge_used
+        chosen = _solve_changed_components(
+            edges,
+            carried=np.concatenate([chosen[keep], np.zeros(len(found.request), np.bool_)]),
+            cost=cost,
+            widened=to_search,
+            n_requests=n_requests,
+            n_drivers=n_drivers,
+            first_round=len(keep) == 0,
+        )
 
         to_search = _requests_to_widen(edges, cost, chosen, exhausted, left_off_eta_s, list_size)
         if len(to_search) == 0 or perf_counter() - started > settings.solver_time_limit_s:
             break
-        list_size[to_search] *= 2
+        # An unmatched request's list grows faster: its match may hinge on any driver it reaches.
+        unmatched = np.ones(n_requests, dtype=np.bool_)
+        unmatched[edges.request[chosen]] = False
+        list_size[to_search] *= np.where(unmatched[to_search], 4, 2)
 
     assignments = [
         Assignment(requests.ride_ids[r], drivers.driver_ids[d], int(t))
@@ -155,6 +166,40 @@ def plan_batch(
         )
     ]
     return BatchPlan(assignments, len(edges.request), (perf_counter() - started) * 1000)
+
+
+def _solve_changed_components(
+    edges: _Edges,
+    carried: npt.NDArray[np.bool_],
+    cost: IntArray,
+    widened: IntArray,
+    n_requests: int,
+    n_drivers: int,
+    first_round: bool,
+) -> npt.NDArray[np.bool_]:
+    """Re-solve only the connected components that contain a widened request.
+
+    A component without one has exactly the edges it had last round, so its previous optimum
+    stands (the assignment problem splits over components).
+    """
+    if first_round:
+        return assign_max_matching_min_cost(
+            edges.request, edges.driver, cost, n_requests, n_drivers
+        ).edge_used
+    n_nodes = n_requests + n_drivers
+    graph = coo_matrix(
+        (np.ones(len(edges.request)), (edges.request, n_requests + edges.driver)),
+        shape=(n_nodes, n_nodes),
+    )
+    _, component = connected_components(graph, directed=False)
+    changed = np.zeros(component.max() + 1, dtype=np.bool_)
+    changed[component[widened]] = True
+    resolve = changed[component[edges.request]]
+    chosen = carried & ~resolve
+    chosen[resolve] = assign_max_matching_min_cost(
+        edges.request[resolve], edges.driver[resolve], cost[resolve], n_requests, n_drivers
+    ).edge_used
+    return np.asarray(chosen, dtype=np.bool_)
 
 
 def _requests_to_widen(

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from ortools.graph.python import min_cost_flow
+from ortools.graph.python import linear_sum_assignment
 
 IntArray = npt.NDArray[np.int64]
 
-_Status = min_cost_flow.SimpleMinCostFlow.Status
+_Status = linear_sum_assignment.SimpleLinearSumAssignment.Status
 
 
 class SolverError(RuntimeError):
@@ -30,8 +30,17 @@ def assign_max_matching_min_cost(
 ) -> SparseAssignment:
     """Match as many requests as possible, then minimise the summed integer cost.
 
-    Each request and each driver is used at most once. Solved exactly as a max-flow with minimum
-    cost: source -> request -> driver -> sink, every arc of capacity one.
+    Each request and each driver is used at most once. Solved exactly with OR-Tools' cost-scaling
+    linear sum assignment on the doubled graph that turns "at most one" into "exactly one":
+
+    - left nodes: requests, then one stand-in per driver; right nodes: drivers, then one stand-in
+      per request;
+    - request -> driver at the pair's cost; request -> its own stand-in at `unmatched_cost`;
+      driver stand-in -> its driver at 0 (the driver stays free); driver stand-in -> the stand-in
+      of every request the driver could serve, at 0 (mirroring the real pairs, so a perfect
+      assignment always exists).
+
+    `unmatched_cost` exceeds the cost of any whole assignment, so one more match always wins.
     """
     n_edges = len(cost)
     if n_edges == 0:
@@ -39,37 +48,41 @@ def assign_max_matching_min_cost(
     if int(cost.min()) < 0:
         raise ValueError("assignment costs must be non-negative")
 
-    source = n_requests + n_drivers
-    sink = source + 1
-    request_nodes = np.unique(request_of)
-    driver_nodes = np.unique(driver_of)
-    tails = np.concatenate(
-        [np.full(len(request_nodes), source), request_of, n_requests + driver_nodes]
-    )
-    heads = np.concatenate(
-        [request_nodes, n_requests + driver_of, np.full(len(driver_nodes), sink)]
-    )
-    costs = np.concatenate(
-        [np.zeros(len(request_nodes), np.int64), cost, np.zeros(len(driver_nodes), np.int64)]
-    )
-    flow_network = min_cost_flow.SimpleMinCostFlow()
-    arcs = flow_network.add_arcs_with_capacity_and_unit_cost(
-        tails.astype(np.int32),
-        heads.astype(np.int32),
-        np.ones(len(tails), np.int64),
-        costs.astype(np.int64),
-    )
-    flow_network.set_node_supply(source, len(request_nodes))
-    flow_network.set_node_supply(sink, -len(request_nodes))
+    # Number only the nodes that have edges: the solver's work grows with the node count.
+    request_nodes, request_node_of = np.unique(request_of, return_inverse=True)
+    driver_nodes, driver_node_of = np.unique(driver_of, return_inverse=True)
+    n_left, n_right = len(request_nodes), len(driver_nodes)
+    unmatched_cost = (int(cost.max()) + 1) * (n_left + 1)
 
-    status = flow_network.solve_max_flow_with_min_cost()
+    left = np.concatenate(
+        [request_node_of, np.arange(n_left), n_left + np.arange(n_right), n_left + driver_node_of]
+    )
+    right = np.concatenate(
+        [driver_node_of, n_right + np.arange(n_left), np.arange(n_right), n_right + request_node_of]
+    )
+    arc_cost = np.concatenate(
+        [
+            cost,
+            np.full(n_left, unmatched_cost, np.int64),
+            np.zeros(n_right, np.int64),
+            np.zeros(n_edges, np.int64),
+        ]
+    )
+    solver = linear_sum_assignment.SimpleLinearSumAssignment()
+    solver.add_arcs_with_cost(left.astype(np.int32), right.astype(np.int32), arc_cost)
+
+    status = solver.solve()
+    if status == _Status.INFEASIBLE:
+        raise SolverError("assignment reported INFEASIBLE although a perfect assignment exists")
+    if status == _Status.POSSIBLE_OVERFLOW:
+        raise SolverError("assignment costs too large for the solver (POSSIBLE_OVERFLOW)")
     if status != _Status.OPTIMAL:
-        # FEASIBLE, INFEASIBLE, UNBALANCED, BAD_RESULT, BAD_COST_RANGE, BAD_CAPACITY_RANGE and
-        # NOT_SOLVED all mean the answer cannot be trusted as the optimum.
-        raise SolverError(f"min-cost flow returned {status.name}")
+        raise SolverError(f"assignment returned {status.name}")
 
-    edge_arcs = arcs[len(request_nodes) : len(request_nodes) + n_edges]
-    edge_used = flow_network.flows(edge_arcs) > 0
+    mate = np.fromiter((solver.right_mate(i) for i in range(n_left)), np.int64, n_left)
+    matched_request = np.flatnonzero(mate < n_right)
+    chosen_keys = matched_request * n_right + mate[matched_request]
+    edge_used = np.isin(request_node_of * n_right + driver_node_of, chosen_keys)
     return SparseAssignment(edge_used, int(cost[edge_used].sum()))
 
 
