@@ -109,7 +109,7 @@ def plan_batch(
 
     index = PlanarIndex(drivers.lat, drivers.lng)
     radius_m = radius_for_wait(requests.waited_s, settings.radius_schedule_m)
-    excluded = _excluded_indices(requests.excluded, drivers.driver_ids)
+    excluded = _exclusions(requests.excluded, drivers.driver_ids)
     fairness_s = _fairness_seconds(drivers.earned_cents, settings.fairness_weight)
 
     list_size = np.full(n_requests, INITIAL_CANDIDATES_PER_REQUEST, dtype=np.int64)
@@ -239,18 +239,20 @@ def _search(
     drivers: DriverSnapshot,
     index: PlanarIndex,
     radius_m: FloatArray,
-    excluded: list[IntArray],
+    excluded: _Exclusions,
     eta: EtaModel,
     settings: MatchingSettings,
 ) -> _SearchResult:
     """Candidate edges for the given requests, whether each list is complete, and a lower bound
     on the pickup ETA of any driver left off each list."""
-    query_size = np.array(
-        [list_size[r] + len(excluded[r]) for r in request_indices], dtype=np.int64
+    query_size = list_size[request_indices] + excluded.per_request[request_indices]
+    group_keys, group_of = np.unique(
+        np.column_stack([radius_m[request_indices], query_size]), axis=0, return_inverse=True
     )
-    groups: dict[tuple[float, int], list[int]] = {}
-    for position, (r, size) in enumerate(zip(request_indices, query_size, strict=True)):
-        groups.setdefault((float(radius_m[r]), int(size)), []).append(position)
+    groups = {
+        (float(radius), int(size)): np.flatnonzero(group_of.ravel() == g)
+        for g, (radius, size) in enumerate(group_keys.tolist())
+    }
 
     parts: list[tuple[IntArray, IntArray, IntArray]] = []
     exhausted = np.zeros(len(request_indices), dtype=np.bool_)
@@ -284,7 +286,7 @@ def _search(
         )
     ).astype(np.int64)
     allowed = (distance_m <= radius_m[request_of]) & (eta_s <= settings.max_pickup_eta_s)
-    allowed &= ~_is_excluded(request_of, driver_of, excluded)
+    allowed &= ~excluded.blocks(request_of, driver_of)
     left_off_eta_s = np.zeros(len(request_indices), dtype=np.float64)
     if len(request_of):
         # Drivers left off a list are no nearer than its farthest one. A request whose farthest
@@ -301,30 +303,30 @@ def _search(
     )
 
 
-def _excluded_indices(
-    excluded: Sequence[frozenset[str]], driver_ids: Sequence[str]
-) -> list[IntArray]:
-    empty = np.zeros(0, np.int64)
-    if not any(excluded):
-        return [empty] * len(excluded)
-    position = {driver_id: i for i, driver_id in enumerate(driver_ids)}
-    return [
-        np.array(sorted(position[d] for d in ids if d in position), np.int64) if ids else empty
-        for ids in excluded
+@dataclass(frozen=True)
+class _Exclusions:
+    per_request: IntArray  # how many drivers each request excludes
+    pair_keys: IntArray  # request * n_drivers + driver, for every excluded pair
+    n_drivers: int
+
+    def blocks(self, request_of: IntArray, driver_of: IntArray) -> npt.NDArray[np.bool_]:
+        if len(self.pair_keys) == 0:
+            return np.zeros(len(request_of), dtype=np.bool_)
+        return np.isin(request_of * self.n_drivers + driver_of, self.pair_keys)
+
+
+def _exclusions(excluded: Sequence[frozenset[str]], driver_ids: Sequence[str]) -> _Exclusions:
+    n_drivers = len(driver_ids)
+    per_request = np.zeros(len(excluded), dtype=np.int64)
+    wanted = frozenset().union(*excluded)
+    if not wanted:
+        return _Exclusions(per_request, np.zeros(0, np.int64), n_drivers)
+    position = {d: i for i, d in enumerate(driver_ids) if d in wanted}
+    keys = [
+        r * n_drivers + position[d] for r, ids in enumerate(excluded) for d in ids if d in position
     ]
-
-
-def _is_excluded(
-    request_of: IntArray, driver_of: IntArray, excluded: list[IntArray]
-) -> npt.NDArray[np.bool_]:
-    blocked = np.zeros(len(request_of), dtype=np.bool_)
-    requests_with_exclusions = [r for r, ids in enumerate(excluded) if len(ids)]
-    if not requests_with_exclusions:
-        return blocked
-    for r in np.intersect1d(requests_with_exclusions, request_of).tolist():
-        rows = np.flatnonzero(request_of == r)
-        blocked[rows] = np.isin(driver_of[rows], excluded[r])
-    return blocked
+    np.add.at(per_request, np.array(keys, np.int64) // n_drivers, 1)
+    return _Exclusions(per_request, np.array(sorted(keys), np.int64), n_drivers)
 
 
 def _fairness_seconds(earned_cents: FloatArray, weight: float) -> IntArray:
