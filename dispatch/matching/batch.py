@@ -112,7 +112,10 @@ def plan_batch(
     excluded = _exclusions(requests.excluded, drivers.driver_ids)
     fairness_s = _fairness_seconds(drivers.earned_cents, settings.fairness_weight)
 
-    list_size = np.full(n_requests, INITIAL_CANDIDATES_PER_REQUEST, dtype=np.int64)
+    # When requests outnumber drivers most requests stay unmatched and need every driver they can
+    # reach, so lists start longer in proportion.
+    initial_list = max(INITIAL_CANDIDATES_PER_REQUEST, -(-4 * n_requests // n_drivers))
+    list_size = np.full(n_requests, initial_list, dtype=np.int64)
     to_search = np.flatnonzero(radius_m > 0)
     exhausted = np.zeros(n_requests, dtype=np.bool_)
     left_off_eta_s = np.zeros(n_requests, dtype=np.float64)
@@ -262,7 +265,7 @@ def _search(
             requests.lat[members], requests.lng[members], radius, size
         )
         found_per_point = np.bincount(point_of, minlength=len(members))
-        exhausted[positions] = found_per_point < min(size, index.size)
+        exhausted[positions] = (found_per_point < size) | (size >= index.size)
         starts = np.concatenate([[0], np.cumsum(found_per_point)[:-1]])
         rank = np.arange(len(point_of)) - starts[point_of]
         parts.append((members[point_of], driver_of, rank))

@@ -40,7 +40,8 @@ def assign_max_matching_min_cost(
       of every request the driver could serve, at 0 (mirroring the real pairs, so a perfect
       assignment always exists).
 
-    `unmatched_cost` exceeds the cost of any whole assignment, so one more match always wins.
+    `unmatched_cost` exceeds what any augmenting path (at most min(requests, drivers) + 1 pairs)
+    can add, so one more match always wins over any saving in cost.
     """
     n_edges = len(cost)
     if n_edges == 0:
@@ -52,7 +53,7 @@ def assign_max_matching_min_cost(
     request_nodes, request_node_of = np.unique(request_of, return_inverse=True)
     driver_nodes, driver_node_of = np.unique(driver_of, return_inverse=True)
     n_left, n_right = len(request_nodes), len(driver_nodes)
-    unmatched_cost = (int(cost.max()) + 1) * (n_left + 1)
+    unmatched_cost = (int(cost.max()) + 1) * (min(n_left, n_right) + 1)
 
     left = np.concatenate(
         [request_node_of, np.arange(n_left), n_left + np.arange(n_right), n_left + driver_node_of]
