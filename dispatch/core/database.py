@@ -53,11 +53,14 @@ TERMINATED_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 
 
 def _terminated_is_a_disconnect(context: ExceptionContext) -> None:
-    """Treat a killed backend like a dropped connection, so SQLAlchemy throws the connection
-    (and the pool's older ones, killed alike) away instead of handing it out again."""
+    """Treat a killed backend or a timed-out statement like a dropped connection, so SQLAlchemy
+    throws the connection (and the pool's older ones) away instead of handing it out again."""
     error: BaseException | None = context.original_exception
     while error is not None:
-        if getattr(error, "sqlstate", None) in TERMINATED_SQLSTATES:
+        # A statement that timed out may have left the connection mid-protocol (or half-open).
+        if getattr(error, "sqlstate", None) in TERMINATED_SQLSTATES or isinstance(
+            error, TimeoutError
+        ):
             context.is_disconnect = True
             return
         error = error.__cause__
