@@ -23,6 +23,7 @@ from dispatch.core.errors import (
 from dispatch.fares.repository import FareRepository
 from dispatch.fares.schemas import PolicyRead
 from dispatch.fares.service import current_policy
+from dispatch.idempotency.dependencies import IdempotencyDep, IdempotentRoute
 from governance import service
 from governance.models import MemberStatus, ProposalStatus
 from governance.repository import GovernanceRepository
@@ -38,7 +39,7 @@ from governance.schemas import (
     VoteRead,
 )
 
-router = APIRouter(prefix="/v1/governance", tags=["governance"])
+router = APIRouter(prefix="/v1/governance", tags=["governance"], route_class=IdempotentRoute)
 
 
 @router.get("/policy", responses=responses(Unavailable))
@@ -93,7 +94,11 @@ async def get_proposal(
 
 @router.post("/proposals/{proposal_id}/votes", responses=responses(Forbidden, NotFound, Conflict))
 async def vote(
-    proposal_id: uuid.UUID, body: VoteCreate, driver: CurrentDriver, session: SessionDep
+    proposal_id: uuid.UUID,
+    body: VoteCreate,
+    driver: CurrentDriver,
+    session: SessionDep,
+    _: IdempotencyDep,
 ) -> VoteRead:
     return await service.cast_vote(session, driver.user_id, proposal_id, body.choice)
 

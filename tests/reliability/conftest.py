@@ -18,6 +18,7 @@ from dispatch.core.redis import RegionKeys
 from dispatch.dispatcher.cycle import CycleReport, run_cycle
 from dispatch.dispatcher.presence import LocationIndex
 from tests.conftest import Account, make_account
+from tests.governance.conftest import make_members, operator  # noqa: F401 - fixtures for votes
 
 CENTER = (10.5, 10.5)
 AREA = "MULTIPOLYGON(((10 10, 11 10, 11 11, 10 11, 10 10)))"

@@ -158,3 +158,25 @@ async def test_errors_are_not_saved_and_a_retry_runs_again(
     assert miss.status_code == 404
     again = await client.post(f"/v1/driver/rides/{ride_id}/arrive", headers=driver.headers | key)
     assert again.status_code == 404 and "Idempotent-Replayed" not in again.headers
+
+
+async def test_vote_retried(client: httpx.AsyncClient, app: Any, make_members: Any) -> None:
+    from governance.models import Ballot
+    from tests.governance.helpers import open_proposal
+
+    (member,) = await make_members(1)
+    proposal = await open_proposal(client, member, {"per_minute_cents": 41})
+    path = f"/v1/governance/proposals/{proposal['id']}/votes"
+    voted = await retried(client, path, member, {"choice": "yes"})
+    assert_identical(voted, 200)
+    async with transaction(app.state) as session:
+        ballots = await session.scalar(
+            select(func.count()).where(Ballot.proposal_id == uuid.UUID(proposal["id"]))
+        )
+    assert ballots == 1
+    other = await client.post(
+        path,
+        json={"choice": "no"},
+        headers=member.headers | {"Idempotency-Key": voted[0].request.headers["Idempotency-Key"]},
+    )
+    assert other.status_code == 422 and other.json()["error"] == "idempotency_key_reused"
