@@ -9,6 +9,7 @@ restart and sockets get what they missed from the event log, in order.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import pytest
 from sqlalchemy import text
 
 from dispatch.core.database import transaction
+from dispatch.core.redis import create_redis
+from dispatch.events.hub import RESYNC, EventHub
 from tests.e2e.harness import Socket, running_stack
 from tests.reliability.conftest import bulk_accounts, record_figures
 from tests.reliability.processes import (
@@ -131,3 +134,30 @@ async def test_redis_flushed_then_restarted(tmp_path: Path, app: Any) -> None:
             await driver_socket.close()
             await rider_socket.close()
     record_figures("redis_outage", figures)
+
+
+async def test_event_hub_resubscribes_after_redis_restart(tmp_path: Path) -> None:
+    """The hub survives a Redis restart: it resubscribes and tells sockets to replay."""
+    with private_redis(tmp_path) as server:
+        hub = EventHub(create_redis(server.url))
+        await hub.start()
+        channel = "coop:{hub-test}:user:1"
+        try:
+            async with hub.listen(channel, 16) as queue:
+                publisher = create_redis(server.url)
+                await publisher.publish(channel, json.dumps({"type": "before"}))
+                assert (await asyncio.wait_for(queue.get(), 5))["type"] == "before"
+                await publisher.aclose()
+
+                server.kill()
+                await asyncio.sleep(1.5)
+                server.start()
+                marker = await asyncio.wait_for(queue.get(), 20)
+                assert marker["type"] == RESYNC and "since" in marker
+
+                publisher = create_redis(server.url)
+                assert await publisher.publish(channel, json.dumps({"type": "after"})) == 1
+                assert (await asyncio.wait_for(queue.get(), 5))["type"] == "after"
+                await publisher.aclose()
+        finally:
+            await hub.stop()
