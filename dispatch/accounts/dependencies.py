@@ -8,6 +8,8 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from dispatch.accounts.models import Role
+from dispatch.accounts.repository import AccountRepository
+from dispatch.core.database import SessionDep
 from dispatch.core.errors import Forbidden, Unauthorized
 from dispatch.core.security import TokenClaims, decode_access_token
 from dispatch.core.settings import Settings, get_settings
@@ -23,13 +25,21 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
 async def current_claims(
-    settings: SettingsDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    session: SessionDep,
 ) -> TokenClaims:
     if not token:
         raise Unauthorized("missing bearer token", code="missing_token")
     claims = decode_access_token(settings, token)
     if claims is None:
         raise Unauthorized("invalid or expired token", code="invalid_token")
+    # A well-signed token can outlive its account (deleted, or its role changed); such a token
+    # once reached the database as a foreign key violation (a 500). One primary-key read, shared
+    # with the route through the request's session.
+    user = await AccountRepository(session).user(claims.user_id)
+    if user is None or user.role.value != claims.role:
+        raise Unauthorized("this token's account no longer exists", code="invalid_token")
     return claims
 
 

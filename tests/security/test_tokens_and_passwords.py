@@ -178,3 +178,22 @@ async def test_failed_logins_are_rate_limited_with_429(strict_client: httpx.Asyn
     ghost = f"ghost-{uuid.uuid4().hex[:8]}@test.coop"
     codes = [(await login(ghost, "whatever-123")).status_code for _ in range(4)]
     assert codes == [401, 401, 401, 429]
+
+
+async def test_well_signed_tokens_of_missing_accounts_or_other_roles_are_401(
+    client: httpx.AsyncClient, settings: Settings, rider: Account
+) -> None:
+    """A token can outlive its account; it then authorizes nothing (it was a 500 on quotes)."""
+    ghost = forge(settings, {"sub": str(uuid.uuid4()), "role": "rider"})
+    escalated = forge(settings, {"sub": rider.id, "role": "operator"})
+    quote = {
+        "pickup": {"lat": 40.758, "lng": -73.9855},
+        "dropoff": {"lat": 40.7069, "lng": -74.0113},
+    }
+    for token in (ghost, escalated):
+        headers = {"Authorization": f"Bearer {token}"}
+        assert (await client.get(PROTECTED, headers=headers)).status_code == 401
+        assert (
+            await client.post("/v1/rider/quotes", json=quote, headers=headers)
+        ).status_code == 401
+        assert (await client.get("/v1/governance/members", headers=headers)).status_code == 401
