@@ -1,0 +1,166 @@
+"""schemathesis against our own /openapi.json, through a real API process, as every role.
+
+Checks everything schemathesis has (server errors, status codes, content types, headers and
+bodies against the schema, negative data rejected, auth not ignored, use after free, ...) except:
+- positive_data_acceptance: schema-valid requests that business rules refuse with a clear 422
+  (a pickup outside the service area, a voting window outside the bylaws, a reserved email
+  domain such as .test) are correct answers, not bugs;
+- allow_header_conformance: Starlette's 405 lists the methods of the first route matching the
+  path only, not all of them.
+The default run is small (make test); `-m long` runs several thousand cases per role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dispatch.core.database import transaction
+from tests.conftest import PASSWORD
+from tests.e2e.harness import Stack, running_stack
+
+pytestmark = pytest.mark.e2e
+
+EXCLUDED_CHECKS = "positive_data_acceptance,allow_header_conformance"
+SCHEMATHESIS = Path(sys.executable).with_name("st")
+DEFAULT_EXAMPLES = int(os.environ.get("COOP_FUZZ_EXAMPLES", "5"))
+LONG_EXAMPLES = int(os.environ.get("COOP_FUZZ_LONG_EXAMPLES", "150"))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(
+        tmp_path_factory.mktemp("fuzz"), login_attempts_per_minute="1000000"
+    ) as running:
+        running.start_api("api")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def base(stack: Stack) -> str:
+    url = stack.processes[0].url
+    assert url is not None
+    return url
+
+
+@pytest.fixture(scope="module")
+async def tokens(base: str, app: Any) -> AsyncIterator[dict[str, str]]:
+    from governance.service import create_operator
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+
+        async def signed_up(role: str) -> tuple[str, str]:
+            email = f"fuzz-{role}-{uuid.uuid4().hex[:8]}@example.com"
+            body = {"email": email, "password": PASSWORD, "name": f"Fuzz {role}", "role": role}
+            created = await http.post("/v1/auth/register", json=body)
+            assert created.status_code == 201, created.text
+            return created.json()["id"], await login(email)
+
+        async def login(email: str) -> str:
+            token = await http.post(
+                "/v1/auth/token", data={"username": email, "password": PASSWORD}
+            )
+            assert token.status_code == 200, token.text
+            return str(token.json()["access_token"])
+
+        operator_email = f"fuzz-operator-{uuid.uuid4().hex[:8]}@example.com"
+        async with transaction(app.state) as session:
+            await create_operator(session, operator_email, PASSWORD, "Fuzz operator")
+        operator = await login(operator_email)
+        _, rider = await signed_up("rider")
+        _, driver = await signed_up("driver")
+        member_id, member = await signed_up("driver")
+        admitted = await http.post(
+            "/v1/governance/members",
+            json={"user_id": member_id},
+            headers={"Authorization": f"Bearer {operator}"},
+        )
+        assert admitted.status_code == 201, admitted.text
+        yield {"rider": rider, "driver": driver, "member": member, "operator": operator}
+
+
+def run_schemathesis(
+    base: str, token: str, max_examples: int, report: Path, seed: int | None, phases: str
+) -> tuple[int, str, int]:
+    command = [
+        str(SCHEMATHESIS),
+        "run",
+        f"{base}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        EXCLUDED_CHECKS,
+        "--phases",
+        phases,
+        "--max-examples",
+        str(max_examples),
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "10",
+        "--workers",
+        "4",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(report),
+    ]
+    if seed is not None:
+        command += ["--seed", str(seed)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+    output = done.stdout + done.stderr
+    found = re.search(r"(\d+) generated", output)
+    return done.returncode, output, int(found.group(1)) if found else 0
+
+
+async def fuzz_every_role(
+    base: str,
+    tokens: dict[str, str],
+    tmp_path: Path,
+    max_examples: int,
+    seed: int | None,
+    phases: str,
+) -> dict[str, int]:
+    generated: dict[str, int] = {}
+    failures = []
+    for role, token in tokens.items():
+        code, output, cases = await asyncio.to_thread(
+            run_schemathesis, base, token, max_examples, tmp_path / f"{role}.xml", seed, phases
+        )
+        generated[role] = cases
+        if code != 0:
+            failures.append(f"--- as {role} (exit {code}) ---\n{output[-6000:]}")
+    assert not failures, "\n".join(failures)
+    print(f"schemathesis cases per role: {generated}, total {sum(generated.values())}")
+    return generated
+
+
+async def test_fuzzing_finds_no_server_error_or_schema_violation(
+    base: str, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    # The coverage phase (a thousand boundary cases per role) is left to the long run.
+    generated = await fuzz_every_role(
+        base, tokens, tmp_path, DEFAULT_EXAMPLES, 20261127, "examples,fuzzing,stateful"
+    )
+    assert all(cases > 100 for cases in generated.values()), generated
+
+
+@pytest.mark.long
+async def test_fuzzing_long(base: str, tokens: dict[str, str], tmp_path: Path) -> None:
+    generated = await fuzz_every_role(
+        base, tokens, tmp_path, LONG_EXAMPLES, None, "examples,coverage,fuzzing,stateful"
+    )
+    assert sum(generated.values()) > 5000, generated
