@@ -52,6 +52,11 @@ class MatchingSettings:
 
     `fairness_weight` is the pickup seconds a rider gives up per dollar a driver has earned today
     above the lowest-earning driver in the batch; 0 means pure pickup ETA.
+
+    `wait_priority` is the pickup seconds a request is favoured by per second it has waited longer
+    than the youngest request of the batch. It only decides *which* requests are served when not
+    all can be (every matched request pays its own constant otherwise), so that riders about to
+    give up go first; 0 leaves the choice to pickup ETA alone.
     """
 
     radius_schedule_m: tuple[tuple[float, float], ...] = (
@@ -62,6 +67,7 @@ class MatchingSettings:
     max_pickup_eta_s: int = 1800
     fairness_weight: float = 0.0
     solver_time_limit_s: float = 1.0
+    wait_priority: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ def plan_batch(
     radius_m = radius_for_wait(requests.waited_s, settings.radius_schedule_m)
     excluded = _exclusions(requests.excluded, drivers.driver_ids)
     fairness_s = _fairness_seconds(drivers.earned_cents, settings.fairness_weight)
+    younger_s = _younger_seconds(requests.waited_s, settings.wait_priority)
 
     # When requests outnumber drivers most requests stay unmatched and need every driver they can
     # reach, so lists start longer in proportion.
@@ -140,7 +147,7 @@ def plan_batch(
                 )
             )
         )
-        cost = edges.eta_s + fairness_s[edges.driver]
+        cost = edges.eta_s + fairness_s[edges.driver] + younger_s[edges.request]
         chosen = _solve_changed_components(
             edges,
             carried=np.concatenate([chosen[keep], np.zeros(len(found.request), np.bool_)]),
@@ -330,6 +337,12 @@ def _exclusions(excluded: Sequence[frozenset[str]], driver_ids: Sequence[str]) -
     ]
     np.add.at(per_request, np.array(keys, np.int64) // n_drivers, 1)
     return _Exclusions(per_request, np.array(sorted(keys), np.int64), n_drivers)
+
+
+def _younger_seconds(waited_s: FloatArray, weight: float) -> IntArray:
+    if weight <= 0 or len(waited_s) == 0:
+        return np.zeros(len(waited_s), dtype=np.int64)
+    return np.asarray(np.rint(weight * (waited_s.max() - waited_s)), dtype=np.int64)
 
 
 def _fairness_seconds(earned_cents: FloatArray, weight: float) -> IntArray:

@@ -23,19 +23,23 @@ from dispatch.simulation.engine import (
     Policy,
     SimulationConfig,
     batched_fair,
+    batched_wait_priority,
     simulate,
 )
 from dispatch.simulation.metrics import PolicySummary, summarize
 
-POLICY_NAMES = ("greedy-oldest", "greedy-nearest", "batched", "batched-fair")
+POLICY_NAMES = ("greedy-oldest", "greedy-nearest", "batched", "batched-fair", "batched-priority")
 
 
-def policy_named(name: str, fairness_weight: float) -> Policy:
+def policy_named(name: str, weight: float) -> Policy:
+    """`weight` is the fairness weight of batched-fair and the wait priority of batched-priority."""
     fixed = {p.name: p for p in (GREEDY_OLDEST, GREEDY_NEAREST, BATCHED)}
     if name in fixed:
         return fixed[name]
     if name == "batched-fair":
-        return batched_fair(fairness_weight)
+        return batched_fair(weight)
+    if name == "batched-priority":
+        return batched_wait_priority(weight)
     raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
 
 
@@ -132,6 +136,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search-timeout", type=float, default=300.0, help="seconds")
     parser.add_argument("--batch-interval", type=float, default=2.0, help="seconds")
     parser.add_argument(
+        "--wait-priority",
+        type=float,
+        default=MatchingSettings().wait_priority,
+        help="batched: pickup seconds a request is favoured by per second waited",
+    )
+    parser.add_argument(
         "--trip-shapes",
         type=Path,
         help="a trip file with dropoffs to draw trips from, when --trips has none",
@@ -156,6 +166,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         args.decline_share,
         args.search_timeout,
         args.batch_interval,
+        MatchingSettings(wait_priority=args.wait_priority),
     )
     eta = make_eta(args.eta, args.road_graph)
     print(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Literal
 
@@ -40,6 +40,7 @@ class Policy:
     kind: Literal["greedy", "batched"]
     queue_rule: QueueRule = "nearest"
     fairness_weight: float = 0.0
+    wait_priority: float | None = None  # None: the scenario's MatchingSettings value
 
 
 GREEDY_OLDEST = Policy("greedy-oldest", "greedy", queue_rule="oldest")
@@ -49,6 +50,10 @@ BATCHED = Policy("batched", "batched")
 
 def batched_fair(weight: float) -> Policy:
     return Policy(f"batched-fair-{weight:g}", "batched", fairness_weight=weight)
+
+
+def batched_wait_priority(weight: float) -> Policy:
+    return Policy(f"batched-priority-{weight:g}", "batched", wait_priority=weight)
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,7 @@ def simulate(
     if policy.kind == "greedy":
         _run_greedy(fleet, policy.queue_rule, report)
     else:
-        _run_batched(fleet, policy.fairness_weight, report)
+        _run_batched(fleet, policy, report)
     return fleet.result
 
 
@@ -275,14 +280,11 @@ def _run_greedy(fleet: _Fleet, queue_rule: QueueRule, report: _ProgressReport) -
             fleet.open[index] = False
 
 
-def _run_batched(fleet: _Fleet, fairness_weight: float, report: _ProgressReport) -> None:
+def _run_batched(fleet: _Fleet, policy: Policy, report: _ProgressReport) -> None:
     demand, config = fleet.demand, fleet.config
-    settings = MatchingSettings(
-        radius_schedule_m=config.matching.radius_schedule_m,
-        max_pickup_eta_s=config.matching.max_pickup_eta_s,
-        fairness_weight=fairness_weight,
-        solver_time_limit_s=config.matching.solver_time_limit_s,
-    )
+    settings = replace(config.matching, fairness_weight=policy.fairness_weight)
+    if policy.wait_priority is not None:
+        settings = replace(settings, wait_priority=policy.wait_priority)
     interval = config.batch_interval_s
     ride_ids = [str(r) for r in range(len(demand))]
     driver_ids = [str(d) for d in range(len(fleet.lat))]
