@@ -23,6 +23,7 @@ from starlette.websockets import WebSocketState
 
 from dispatch.accounts.dependencies import websocket_token
 from dispatch.core.database import transaction
+from dispatch.core.errors import is_retryable
 from dispatch.core.redis import RegionKeys
 from dispatch.core.security import TokenClaims, decode_access_token
 from dispatch.core.settings import Settings
@@ -288,6 +289,10 @@ async def _read(connection: Connection, on_message: Handler) -> None:
             continue
         try:
             await on_message(connection, message)
-        except Exception:
+        except Exception as exc:
+            if is_retryable(exc):  # the database or Redis failed under it, not the message
+                log.warning("websocket %s: retryable %r", message.get("type"), exc)
+                connection.error("retry", "a backing service failed; send it again", message)
+                continue
             log.exception("websocket handler failed for %s", message.get("type"))
             connection.error("internal_error", "the message could not be handled; retry", message)

@@ -293,8 +293,8 @@ async def check_history(
 
 
 async def test_no_double_dispatch(client: httpx.AsyncClient, app: Any, region: str) -> None:
-    figures = await contention(client, app, region, requests=200, drivers=30, seed=11)
-    record_figures("contention_200x30", figures)
+    figures = await contention(client, app, region, requests=150, drivers=25, seed=11)
+    record_figures("contention_150x25", figures)
 
 
 @pytest.mark.long

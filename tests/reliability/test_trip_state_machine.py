@@ -298,7 +298,7 @@ def test_trip_state_machine(examples: int) -> None:
 
 @pytest.mark.long
 def test_trip_state_machine_long() -> None:
-    run_machine(300, steps=60, name="trip_state_machine_long")
+    run_machine(150, steps=50, name="trip_state_machine_long")
 
 
 def run_machine(examples: int, steps: int, name: str) -> None:
