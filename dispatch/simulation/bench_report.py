@@ -34,9 +34,10 @@ def cycle_section(cycle: dict[str, Any]) -> list[str]:
         "",
         "One cycle = `ZRANGE coop:{bench}:drivers:geo 0 -1 WITHSCORES` (the whole fleet in one"
         " round trip, geohash scores decoded with array arithmetic) → k-d tree candidates →"
-        " straight-line ETAs → OR-Tools linear sum assignment with LP-dual-guided widening (`plan_batch`)"
-        " → one pipelined write of `SET coop:{bench}:offer:<ride_id> <driver>:<eta> EX 30` per"
-        " offer. Drivers sit at real Uber pickups, requests at real taxi pickups (≈30 m jitter);"
+        " straight-line ETAs → OR-Tools linear sum assignment with LP-dual-guided widening"
+        " (`plan_batch`) → one pipelined write of"
+        " `SET coop:{bench}:offer:<ride_id> <driver>:<eta> EX 30` per offer. Drivers sit at real"
+        " Uber pickups, requests at real taxi pickups (≈30 m jitter);"
         " requests have waited 0–60 s (all three radius steps), 5% have one declined driver."
         " Times are wall-clock over every cycle of every seed, after one warm-up cycle per seed;"
         " CPU is this process's CPU time over the cycle (Redis runs in its own process), which"
