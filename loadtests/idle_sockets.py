@@ -83,6 +83,7 @@ async def hold(
     async with httpx.AsyncClient() as client:
         metrics = (await client.get(f"{api}/metrics", timeout=30)).text
     server_open = gauge(metrics, "coop_websocket_connections")
+    closed_during_hold = closed_by_server
     for ws in opened:
         with contextlib.suppress(Exception):
             await ws.close()
@@ -95,7 +96,7 @@ async def hold(
         "rss_connected": rss_connected,
         "rss_after_hold": rss_held,
         "server_open_at_end": server_open,
-        "closed_by_server_during_hold": closed_by_server,
+        "closed_by_server_during_hold": closed_during_hold,
     }
 
 
