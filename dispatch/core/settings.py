@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     # on a half-open connection.
     database_command_timeout_s: float = 30.0
     database_connect_timeout_s: float = 5.0
+    # How long a saved Idempotency-Key answer is replayed; older keys are purged by dispatchers.
+    idempotency_key_ttl_s: float = 86_400.0
     region: str = "nyc"
 
     jwt_secret: str = Field(default="change-me-in-production-please-32b", min_length=32)

@@ -13,6 +13,7 @@ from dispatch.core.database import transaction
 from dispatch.core.settings import Settings
 from dispatch.dispatcher.cycle import CycleReport, run_cycle
 from dispatch.fares.models import Region
+from dispatch.idempotency.tasks import purge_expired_keys
 from dispatch.matching.eta import EtaModel
 from governance.tasks import governance_tick
 
@@ -33,6 +34,7 @@ async def dispatch_forever(state: Any, settings: Settings, eta: EtaModel) -> Non
             if started - regions_loaded > 60 or not regions:
                 regions = await region_ids(state)
                 regions_loaded = started
+                await purge_expired_keys(state, settings.idempotency_key_ttl_s)
             for region in regions:
                 report = await run_cycle(state, region, settings, eta)
                 observe(state, report)

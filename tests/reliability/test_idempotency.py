@@ -180,3 +180,25 @@ async def test_vote_retried(client: httpx.AsyncClient, app: Any, make_members: A
         headers=member.headers | {"Idempotency-Key": voted[0].request.headers["Idempotency-Key"]},
     )
     assert other.status_code == 422 and other.json()["error"] == "idempotency_key_reused"
+
+
+async def test_old_keys_are_purged(client: httpx.AsyncClient, app: Any) -> None:
+    from datetime import timedelta
+
+    from dispatch.core import clock
+    from dispatch.idempotency.models import IdempotencyKey
+    from dispatch.idempotency.tasks import purge_expired_keys
+
+    rider, ride_id = await request_ride(client, 40.758, -73.9855)
+    key = uuid.uuid4().hex
+    cancel = await client.post(
+        f"/v1/rider/rides/{ride_id}/cancel", headers=rider.headers | {"Idempotency-Key": key}
+    )
+    assert cancel.status_code == 200
+    clock.advance(timedelta(days=2))
+    try:
+        assert await purge_expired_keys(app.state, 86_400) >= 1
+    finally:
+        clock.reset()
+    async with transaction(app.state) as session:
+        assert await session.get(IdempotencyKey, (uuid.UUID(rider.id), key)) is None
