@@ -116,7 +116,7 @@ def _start(environment: Environment, **_: Any) -> None:
 
 @events.test_stop.add_listener
 def _stop(environment: Environment, **_: Any) -> None:
-    if Shared.options is not None and environment.host:
+    if Shared.options is not None and environment.host and not kpi.ledger.reconciled:
         report.reconcile(environment.host, kpi.ledger)
 
 
@@ -124,6 +124,7 @@ def _stop(environment: Environment, **_: Any) -> None:
 def _quitting(environment: Environment, **_: Any) -> None:
     if Shared.options is None:
         return
+    _stop(environment)  # a SIGTERM quits without a test_stop
     summary = kpi.ledger.summary()
     checks = thresholds.evaluate(environment, summary)
     broken = [check for check in checks if not check.passed]

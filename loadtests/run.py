@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", type=float, default=1.0, help="speed-up of the trace's arrival rate"
     )
     parser.add_argument("--rides-per-second", type=float, default=0.0, help="overrides --scale")
-    parser.add_argument("--spawn-rate", type=float, default=50.0)
+    parser.add_argument("--spawn-rate", type=float, default=20.0, help="users started per second")
     parser.add_argument("--apis", type=int, default=1, help="API processes of a local stack")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("locust_args", nargs="*", help="more Locust options, after --")

@@ -43,13 +43,22 @@ class Shared:
         cls.password = document["password"]
         cls.next_account = {"rider": itertools.count(), "driver": itertools.count()}
 
+    returned: ClassVar[dict[str, list[dict[str, Any]]]] = {"rider": [], "driver": []}
+
     @classmethod
     def take_account(cls, role: str) -> dict[str, Any]:
+        if cls.returned[role]:
+            return cls.returned[role].pop()
         pool = cls.accounts[role]
         index = next(cls.next_account[role])
         if index >= len(pool):
             raise StopUser(f"only {len(pool)} seeded {role}s; seed more with `coop-dispatch seed`")
         return pool[index]
+
+    @classmethod
+    def give_back(cls, role: str, account: dict[str, Any]) -> None:
+        """Locust replaces a user that stopped; its replacement reuses the account."""
+        cls.returned[role].append(account)
 
 
 def _option(name: str) -> Any:
@@ -77,6 +86,16 @@ class CoopUser(FastHttpUser):
                 response.failure(f"login failed: {response.status_code}")
                 raise StopUser()
             return str(response.json()["access_token"])
+
+    def connect_or_give_up(self, attempts: int = 5) -> None:
+        """An overloaded server refuses or times out handshakes: back off and retry, as an app
+        would, before giving the account back and stopping."""
+        for attempt in range(attempts):
+            if self.socket.connect():
+                return
+            gevent.sleep(random.uniform(1, 2) * 2**attempt)
+        Shared.give_back(self.role, self.account)
+        raise StopUser()
 
     def http(self, method: str, path: str, name: str, **kwargs: Any) -> Any:
         """A REST call that counts 5xx for the thresholds; returns the response."""
@@ -121,8 +140,7 @@ class DriverUser(CoopUser):
         self.acks: dict[int, float] = {}
         self.ack_ids = itertools.count(1)
         self.socket = Socket(self.host, "/v1/driver/ws", token, "driver ws")
-        if not self.socket.connect():
-            raise StopUser()
+        self.connect_or_give_up()
         self.go_online()
         self.streamer = gevent.spawn(self._stream_positions)
 
@@ -339,8 +357,7 @@ class RiderUser(CoopUser):
         self.headers = {"Authorization": f"Bearer {token}"}
         self.token = token
         self.socket = Socket(self.host, "/v1/rider/ws", token, "rider ws")
-        if not self.socket.connect():
-            raise StopUser()
+        self.connect_or_give_up()
         self.cancel_leftovers()
 
     def cancel_leftovers(self) -> None:

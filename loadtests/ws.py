@@ -34,7 +34,7 @@ class Socket:
         self.closing = False
         self.on_drop: Callable[[], None] | None = None
 
-    def connect(self, timeout: float = 15.0) -> bool:
+    def connect(self, timeout: float = 30.0) -> bool:
         """Opens the socket and waits for `hello`; reports a `WS connect` sample either way."""
         started = time.monotonic()
         url = self.url + (f"?after={self.last_event_id}" if self.last_event_id else "")
