@@ -78,6 +78,7 @@ class Ledger:
     server_errors: int = 0
     offers: Counter[str] = field(default_factory=Counter)
     reconciled: Counter[str] = field(default_factory=Counter)
+    reconciled_once: bool = False
 
     def requested(self, ride_id: str, rider_token: str, sent_at: float) -> RideRecord:
         record = RideRecord(ride_id, rider_token, sent_at)

@@ -116,7 +116,7 @@ def _start(environment: Environment, **_: Any) -> None:
 
 @events.test_stop.add_listener
 def _stop(environment: Environment, **_: Any) -> None:
-    if Shared.options is not None and environment.host and not kpi.ledger.reconciled:
+    if Shared.options is not None and environment.host:
         report.reconcile(environment.host, kpi.ledger)
 
 

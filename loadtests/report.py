@@ -25,6 +25,9 @@ KPI_ROWS = (
 
 def reconcile(host: str, ledger: kpi.Ledger) -> None:
     """Asks the server about every ride its rider did not see end: still open, ended, or lost."""
+    if ledger.reconciled_once:
+        return
+    ledger.reconciled_once = True
     session = requests.Session()
     for record in ledger.rides.values():
         if record.terminal_seen:
