@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 
 EXCLUDED_CHECKS = "positive_data_acceptance,allow_header_conformance"
 SCHEMATHESIS = Path(sys.executable).with_name("st")
-DEFAULT_EXAMPLES = int(os.environ.get("COOP_FUZZ_EXAMPLES", "5"))
+DEFAULT_EXAMPLES = int(os.environ.get("COOP_FUZZ_EXAMPLES", "3"))
 LONG_EXAMPLES = int(os.environ.get("COOP_FUZZ_LONG_EXAMPLES", "150"))
 
 
