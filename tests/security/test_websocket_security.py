@@ -354,3 +354,27 @@ async def test_logs_carry_no_coordinates_and_no_tokens(
             assert needle not in text, f"{name} log carries coordinate {needle}"
         for token in secrets:
             assert token not in text and token[-20:] not in text, f"{name} log carries a token"
+
+
+async def test_driver_positions_are_not_stored_in_postgresql(world: World, app: Any) -> None:
+    """Positions live in Redis's GEO index (latest only, pruned after silence), never in rows."""
+    from sqlalchemy import text
+
+    from dispatch.core.database import transaction
+
+    async with transaction(app.state) as session:
+        tables = (
+            await session.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            )
+        ).scalars()
+        holding = []
+        for table in tables:
+            for needle in DRIVER_FIX_TEXT:
+                found = await session.execute(
+                    text(f"SELECT count(*) FROM {table} t WHERE t::text LIKE :needle"),
+                    {"needle": f"%{needle}%"},
+                )
+                if found.scalar_one():
+                    holding.append(f"{table} holds {needle}")
+    assert not holding, holding
