@@ -158,7 +158,9 @@ def plan_batch(
             first_round=len(keep) == 0,
         )
 
-        to_search = _requests_to_widen(edges, cost, chosen, exhausted, left_off_eta_s, list_size)
+        # A left-off driver costs at least its ETA plus the request's own wait-priority term.
+        left_off_cost = left_off_eta_s + younger_s
+        to_search = _requests_to_widen(edges, cost, chosen, exhausted, left_off_cost, list_size)
         if len(to_search) == 0 or perf_counter() - started > settings.solver_time_limit_s:
             break
         # An unmatched request's list grows faster: its match may hinge on any driver it reaches.
@@ -217,7 +219,7 @@ def _requests_to_widen(
     cost: IntArray,
     chosen: npt.NDArray[np.bool_],
     exhausted: npt.NDArray[np.bool_],
-    left_off_eta_s: FloatArray,
+    left_off_cost: FloatArray,
     list_size: IntArray,
 ) -> IntArray:
     n_requests = len(exhausted)
@@ -231,7 +233,7 @@ def _requests_to_widen(
         _UNMATCHED_COST,
     )
     if dual is not None:
-        return np.flatnonzero(~exhausted & (dual > left_off_eta_s))
+        return np.flatnonzero(~exhausted & (dual > left_off_cost))
     # The prices did not settle: widen whoever is unmatched or near the end of their list.
     matched = np.zeros(n_requests, dtype=np.bool_)
     matched[edges.request[chosen]] = True

@@ -106,7 +106,7 @@ def make_eta(kind: str, road_graph: Path | None) -> EtaModel:
 
 
 def add_simulate_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `simulate` on a CLI's subparsers."""
+    """Register `simulate` on a CLI's subparsers; it sets `run` like the other commands."""
     parser = subparsers.add_parser(
         "simulate",
         help="replay real demand against a fleet under several dispatch policies",
@@ -149,7 +149,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eta", choices=("straight", "road"), default="straight")
     parser.add_argument("--road-graph", type=Path, help="directory of the road graph CSVs")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(handler=run_simulate)
+    parser.set_defaults(run=run_simulate)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -211,6 +211,5 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dispatch.simulation", description=__doc__)
     configure_parser(parser)
     args = parser.parse_args(argv)
-    handler = args.handler
-    result: int = handler(args)
+    result: int = args.run(args)
     return result

@@ -135,3 +135,54 @@ def test_contested_hotspot_matches_as_many_as_the_dense_optimum():
     plan = plan_batch(requests, drivers, ETA, MatchingSettings())
     assert len(plan.assignments) == 60
     assert len({a.driver_id for a in plan.assignments}) == 60
+
+
+def test_wait_priority_serves_the_rider_about_to_give_up_first():
+    # One driver, two riders: a fresh one 100 m away and one who has waited 100 s, 300 m away.
+    requests = requests_at([0.0, 400.0], waited_s=[0.0, 100.0])
+    drivers = drivers_at([100.0])
+    assert pairs(plan_batch(requests, drivers, ETA, MatchingSettings())) == {"r0": ("d0", 10)}
+    prioritised = MatchingSettings(wait_priority=1.0)
+    assert pairs(plan_batch(requests, drivers, ETA, prioritised)) == {"r1": ("d0", 30)}
+    # When every rider can be served, the priority changes nothing.
+    two_drivers = drivers_at([100.0, 500.0])
+    assert pairs(plan_batch(requests, two_drivers, ETA, prioritised)) == pairs(
+        plan_batch(requests, two_drivers, ETA, MatchingSettings())
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_batches_match_the_dense_optimum(seed):
+    # Contested: 150 requests around two hotspots, 400 drivers spread wider.
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(seed)
+    hot = rng.integers(0, 2, 150)
+    req_lat = 40.75 + hot * 0.02 + rng.normal(0, 0.002, 150)
+    req_lng = -73.98 + rng.normal(0, 0.002, 150)
+    drv_lat = 40.76 + rng.normal(0, 0.02, 400)
+    drv_lng = -73.98 + rng.normal(0, 0.02, 400)
+    waited = rng.uniform(0, 60, 150)
+    requests = RequestBatch(
+        [f"r{i}" for i in range(150)], req_lat, req_lng, waited, [frozenset()] * 150
+    )
+    drivers = DriverSnapshot(
+        [f"d{i}" for i in range(400)], drv_lat, drv_lng, np.zeros(400), np.zeros(400)
+    )
+    eta = StraightLineEta()
+    plan = plan_batch(requests, drivers, eta, MatchingSettings())
+
+    from dispatch.matching.candidates import radius_for_wait
+    from dispatch.matching.eta import haversine_m
+
+    radius = radius_for_wait(waited, MatchingSettings().radius_schedule_m)
+    distance = haversine_m(req_lat[:, None], req_lng[:, None], drv_lat[None, :], drv_lng[None, :])
+    seconds = np.rint(
+        eta.seconds(drv_lat[None, :], drv_lng[None, :], req_lat[:, None], req_lng[:, None])
+    )
+    allowed = (distance <= radius[:, None]) & (seconds <= 1800)
+    dense = np.where(allowed, seconds, 1e9)
+    rows, cols = linear_sum_assignment(dense)
+    used = dense[rows, cols] < 1e9
+    assert len(plan.assignments) == used.sum()
+    assert sum(a.eta_s for a in plan.assignments) == dense[rows[used], cols[used]].sum()
