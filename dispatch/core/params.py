@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import BeforeValidator
 
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
 
 def _iso_8601_only(value: object) -> object:
-    # Pydantic also takes numbers as Unix timestamps ("before=0.5"); the contract says date-time.
+    # Pydantic also takes numbers as Unix timestamps ("before=0.5", "before=-167754"); the
+    # contract says date-time.
     if isinstance(value, datetime):
         return value
-    if isinstance(value, str) and any(c in value for c in "-:T"):
+    if isinstance(value, str) and ISO_DATE.match(value):
         return value
     raise ValueError("must be an ISO 8601 date-time, like 2026-11-27T10:00:00Z")
 

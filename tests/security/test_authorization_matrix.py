@@ -208,6 +208,7 @@ async def test_refused_calls_are_refused_and_change_nothing(
                 failures.append(f"{principal} {key} -> no error code in {response.text[:200]}")
     assert not failures, "\n".join(failures)
     assert attempts > 100
+    print(f"authorization matrix: {len(MATRIX)} routes, {attempts} refused attempts")
     after = await state_fingerprint(app, world.region)
     changed = {table for table in before if before[table] != after[table]}
     assert not changed, f"refused calls changed {sorted(changed)}"
