@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     with contextlib.ExitStack() as stack:
         metrics: list[str] = []
+        sampler: ResourceSampler | None = None
         host = args.host
         if not host:
             host, metrics, pids = stack.enter_context(local_stack(env, out, args.apis))
@@ -257,7 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
         (out / "command.txt").write_text(shlex.join(command) + "\n")
         print(f"==> {shlex.join(command)}", flush=True)
-        code = subprocess.run(command, cwd=ROOT, env=env).returncode
+        locust = subprocess.Popen(command, cwd=ROOT, env=env)
+        if sampler is not None:
+            sampler.pids["locust"] = locust.pid  # Locust shares the machine: watch it too
+        code = locust.wait()
         scrape(metrics, out)
     credentials.unlink(missing_ok=True)  # tokens: not worth keeping next to reports
     summary = out / "summary.md"

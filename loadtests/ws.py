@@ -48,8 +48,7 @@ class Socket:
             )
             opcode, data = connection.recv_data()
             if opcode == websocket.ABNF.OPCODE_CLOSE:
-                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
-                raise ConnectionError(f"closed {code}: {data[2:].decode(errors='replace')}")
+                raise ConnectionError(_close_reason(data))
             hello = json.loads(data)
             if hello.get("type") != "hello":
                 raise ConnectionError(f"expected hello, got {hello.get('type')}")
@@ -66,7 +65,9 @@ class Socket:
     def _read(self, connection: websocket.WebSocket) -> None:
         while True:
             try:
-                raw = connection.recv()
+                opcode, data = connection.recv_data()
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    raise ConnectionError(_close_reason(data))
             except Exception as exc:
                 if not self.closing:
                     started = time.monotonic()
@@ -75,8 +76,9 @@ class Socket:
                     )
                     self.inbox.put(Closed)
                 return
-            if not raw:
+            if opcode != websocket.ABNF.OPCODE_TEXT or not data:
                 continue
+            raw = data
             try:
                 message = json.loads(raw)
             except ValueError:
@@ -132,6 +134,11 @@ class Socket:
             gevent.sleep(min(0.5 * 2**attempt, 5.0))
         kpi.fire(kpi.WS_RECONNECT, started, failure="gave up")
         return False
+
+
+def _close_reason(data: bytes) -> str:
+    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+    return f"closed {code}: {data[2:].decode(errors='replace')}".rstrip(": ")
 
 
 def _describe(exc: BaseException) -> str:
