@@ -137,7 +137,7 @@ class ResourceSampler(threading.Thread):
             samples.write("seconds,process,rss_mb,cpu_seconds\n")
             while not self.stopped.wait(self.interval):
                 at = time.monotonic() - started
-                for name, pid in self.pids.items():
+                for name, pid in list(self.pids.items()):
                     with contextlib.suppress(OSError):
                         rss_mb, cpu = process_usage(pid)
                         samples.write(f"{at:.0f},{name},{rss_mb:.1f},{cpu:.1f}\n")
