@@ -89,6 +89,12 @@ async def tokens(base: str, app: Any) -> AsyncIterator[dict[str, str]]:
         yield {"rider": rider, "driver": driver, "member": member, "operator": operator}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def schemathesis_installed() -> None:
+    if not SCHEMATHESIS.exists():
+        pytest.fail(f"{SCHEMATHESIS} is missing: pip install -e '.[dev]' (schemathesis)")
+
+
 def run_schemathesis(
     base: str, token: str, max_examples: int, report: Path, seed: int | None, phases: str
 ) -> tuple[int, str, int]:
