@@ -147,6 +147,20 @@ def fill(message: dict[str, Any], world: World) -> dict[str, Any]:
     return {k: v.format(**values) if isinstance(v, str) else v for k, v in message.items()}
 
 
+async def test_sockets_refuse_every_other_role_before_any_data(base: str, world: World) -> None:
+    allowed = {
+        "/v1/rider/ws": {"rider_a", "rider_b"},
+        "/v1/driver/ws": {"driver_x", "driver_y", "member", "suspended"},
+    }
+    for path, roles in allowed.items():
+        for principal, account in world.accounts.items():
+            if principal in roles:
+                continue
+            socket = await Socket.open(base, path, account.token if account else None)
+            await asyncio.wait_for(socket._reader, 5)
+            assert socket.close_code == 1008 and socket.received == [], (path, principal)
+
+
 def test_every_driver_message_type_has_an_attack_entry() -> None:
     assert set(DRIVER_MESSAGES) == set(DRIVER_MESSAGE_ATTACKS)
 
