@@ -27,6 +27,12 @@ def client():
     connection.close()
 
 
+def bulk_connection(client: redis.Redis) -> BulkRedisConnection:
+    """The same server and database as the redis-py client the test writes through."""
+    kwargs = client.connection_pool.connection_kwargs
+    return BulkRedisConnection(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))
+
+
 def test_snapshot_positions_equal_geopos(client):
     rng = np.random.default_rng(0)
     lat, lng = 40.6 + rng.random(500) * 0.3, -74.1 + rng.random(500) * 0.3
@@ -36,8 +42,7 @@ def test_snapshot_positions_equal_geopos(client):
         members += [o, a, f"driver-{i}"]
     client.geoadd(key, members)
 
-    db = client.connection_pool.connection_kwargs.get("db", 0)
-    with BulkRedisConnection(db=db) as bulk:
+    with bulk_connection(client) as bulk:
         ids, snap_lat, snap_lng = bulk.read_drivers(key)
     assert sorted(ids) == sorted(f"driver-{i}" for i in range(500))
     expected = client.geopos(key, *ids)
@@ -51,9 +56,8 @@ def test_snapshot_positions_equal_geopos(client):
 
 
 def test_offers_are_written_with_a_ttl(client):
-    db = client.connection_pool.connection_kwargs.get("db", 0)
     offers = [Assignment(f"ride-{i}", f"driver-{i}", 60 + i) for i in range(50)]
-    with BulkRedisConnection(db=db) as bulk:
+    with bulk_connection(client) as bulk:
         bulk.write_offers(REGION, offers, ttl_s=30)
     assert client.get(offer_key(REGION, "ride-7")) == b"driver-7:67"
     assert 0 < client.ttl(offer_key(REGION, "ride-7")) <= 30
