@@ -57,9 +57,12 @@ def _terminated_is_a_disconnect(context: ExceptionContext) -> None:
     throws the connection (and the pool's older ones) away instead of handing it out again."""
     error: BaseException | None = context.original_exception
     while error is not None:
-        # A statement that timed out may have left the connection mid-protocol (or half-open).
-        if getattr(error, "sqlstate", None) in TERMINATED_SQLSTATES or isinstance(
-            error, TimeoutError
+        # A statement that timed out, or was interrupted, may have left the connection
+        # mid-protocol ("another operation is in progress") or half-open: never reuse it.
+        if (
+            getattr(error, "sqlstate", None) in TERMINATED_SQLSTATES
+            or isinstance(error, TimeoutError)
+            or type(error).__name__ in ("InternalClientError", "InterfaceError")
         ):
             context.is_disconnect = True
             return

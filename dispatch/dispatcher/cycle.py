@@ -159,8 +159,11 @@ async def _open_requests(session: AsyncSession, region: str, now: Any) -> Reques
         ride_ids=[str(ride_id) for ride_id in ride_ids],
         lat=np.array([row.pickup_lat for row in rows], dtype=np.float64),
         lng=np.array([row.pickup_lng for row in rows], dtype=np.float64),
-        waited_s=np.array(
-            [(now - row.requested_at).total_seconds() for row in rows], dtype=np.float64
+        # Never negative: `requested_at` comes from an API process whose clock may run a little
+        # ahead of this one, and a negative wait has no search radius (the batch failed).
+        waited_s=np.maximum(
+            0.0,
+            np.array([(now - row.requested_at).total_seconds() for row in rows], dtype=np.float64),
         ),
         excluded=[frozenset(excluded[ride_id]) for ride_id in ride_ids],
     )

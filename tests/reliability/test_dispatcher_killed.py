@@ -10,6 +10,7 @@ stuck, none lost), no request ever had two pending offers at once, no driver two
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -22,10 +23,27 @@ from sqlalchemy import text
 
 from dispatch.core.database import transaction
 from tests.conftest import Account
-from tests.e2e.harness import running_stack
+from tests.e2e.harness import free_port, running_stack
 from tests.reliability.conftest import CENTER, bulk_accounts, place_many, record_figures
 
 OPEN = "('requested', 'matched', 'arrived', 'in_progress')"
+
+
+async def cycles_run(metrics_url: str, at_least: int) -> int:
+    """Dispatch cycles this dispatcher process has run, from its Prometheus endpoint."""
+    async with httpx.AsyncClient(timeout=1.0) as http:
+        for _ in range(600):
+            with contextlib.suppress(httpx.HTTPError):
+                text_ = (await http.get(metrics_url)).text
+                total = sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in text_.splitlines()
+                    if line.startswith("coop_dispatch_cycles_total")
+                )
+                if total >= at_least:
+                    return int(total)
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"no dispatch cycle at {metrics_url}")
 
 
 async def driver_agent(
@@ -83,7 +101,7 @@ async def kill_dispatchers(
                     await asyncio.sleep(2)
 
             async def ask(rider: Account) -> str:
-                await asyncio.sleep(rng.uniform(0, kills * 3.0))  # requests arrive during kills
+                await asyncio.sleep(rng.uniform(0, kills * 4.0))  # requests arrive during kills
                 body = {
                     "pickup": {"lat": CENTER[0], "lng": CENTER[1]},
                     "dropoff": {"lat": CENTER[0] + 0.02, "lng": CENTER[1] + 0.02},
@@ -98,16 +116,25 @@ async def kill_dispatchers(
             agents = [asyncio.create_task(driver_agent(http, d, rng, stop)) for d in drivers]
             positions_task = asyncio.create_task(keep_positions())
             asking = asyncio.gather(*(ask(r) for r in riders))
-            dispatcher = stack.start_dispatcher("dispatcher-0")
+            cycles_at_kill: list[int] = []
+
+            def start(name: str) -> tuple[Any, str]:
+                port = free_port()
+                stack.env["COOP_DISPATCHER_METRICS_PORT"] = str(port)
+                return stack.start_dispatcher(name), f"http://127.0.0.1:{port}/metrics"
+
+            dispatcher, metrics = start("dispatcher-0")
             for i in range(kills):
-                # Startup takes a couple of seconds; after it, batches run every 0.3 s: random
-                # delays put the kill at a random point of some batch.
-                delay = rng.uniform(2.0, 4.5)
+                # Wait until this incarnation runs batches (start-up takes seconds under load),
+                # then kill it at a random moment of the next few 0.3 s batches.
+                await cycles_run(metrics, at_least=1)
+                delay = rng.uniform(0.0, 1.2)
                 kill_delays.append(round(delay, 2))
                 await asyncio.sleep(delay)
+                cycles_at_kill.append(await cycles_run(metrics, at_least=0))
                 dispatcher.popen.kill()
                 dispatcher.popen.wait()
-                dispatcher = stack.start_dispatcher(f"dispatcher-{i + 1}")
+                dispatcher, metrics = start(f"dispatcher-{i + 1}")
             ride_ids = await asking
 
             async def open_rides() -> int:
@@ -178,7 +205,8 @@ async def kill_dispatchers(
         "requests": requests,
         "drivers": drivers_n,
         "sigkills": kills,
-        "kill_delays_s": kill_delays,
+        "kill_delays_after_first_batch_s": kill_delays,
+        "batches_before_each_kill": cycles_at_kill,
         "rides": dict(statuses),
         "offers": dict(offers),
         "driver_choices": dict(did),
