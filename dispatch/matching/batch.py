@@ -305,7 +305,9 @@ def _search(
         # listed driver is already beyond the ETA cap cannot usefully widen.
         last_of_run = np.flatnonzero(np.append(request_of[1:] != request_of[:-1], True))
         last_listed_of = np.searchsorted(request_indices, request_of[last_of_run])
-        left_off_eta_s[last_listed_of] = eta_s[last_of_run] * _ORDER_MARGIN
+        left_off_eta_s[last_listed_of] = _eta_at_least(
+            eta, distance_m[last_of_run], eta_s[last_of_run]
+        )
         exhausted[last_listed_of] |= eta_s[last_of_run] > settings.max_pickup_eta_s
 
     return _SearchResult(
@@ -339,6 +341,19 @@ def _exclusions(excluded: Sequence[frozenset[str]], driver_ids: Sequence[str]) -
     ]
     np.add.at(per_request, np.array(keys, np.int64) // n_drivers, 1)
     return _Exclusions(per_request, np.array(sorted(keys), np.int64), n_drivers)
+
+
+def _eta_at_least(eta: EtaModel, farthest_m: FloatArray, farthest_eta_s: IntArray) -> FloatArray:
+    """A lower bound on the ETA of any driver farther than the farthest listed one.
+
+    A model that promises a fastest pace (`min_seconds_per_metre`, seconds per metre of great-
+    circle distance) gives a true bound. Otherwise the ETA is assumed to grow with distance, as
+    the straight-line model's does, and the farthest listed driver's ETA is the bound.
+    """
+    pace = getattr(eta, "min_seconds_per_metre", None)
+    if pace is not None:
+        return np.asarray(farthest_m * float(pace) * _ORDER_MARGIN, dtype=np.float64)
+    return np.asarray(farthest_eta_s * _ORDER_MARGIN, dtype=np.float64)
 
 
 def _younger_seconds(waited_s: FloatArray, weight: float) -> IntArray:

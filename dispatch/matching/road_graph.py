@@ -51,6 +51,11 @@ class RoadGraphEta:
         self.node_lng = points[:, 2].astype(np.float64)
         self.max_snap_m = max_snap_m
         self.fallback = fallback or StraightLineEta()
+        # No path beats the speed cap over the great-circle distance, nor does the fallback model,
+        # so plan_batch can bound the ETA of drivers it has not looked at.
+        self.min_seconds_per_metre = min(
+            3.6 / max_speed_kmh, self.fallback.circuity * 3.6 / self.fallback.speed_kmh
+        )
 
         time_of_edge = dict(
             zip(hourly[:, 0].astype(np.int64).tolist(), range(len(hourly)), strict=True)

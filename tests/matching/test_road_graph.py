@@ -48,3 +48,34 @@ def test_seconds_is_vectorised_and_agrees_with_estimate(road):
     assert seconds[0, 1] == pytest.approx(
         road.estimate(*TIMES_SQUARE, *WALL_STREET).duration_s, abs=1
     )
+
+
+def test_plan_batch_on_road_etas_matches_the_dense_optimum(road):
+    # Road ETAs do not grow with straight-line distance, so candidate lists must widen until the
+    # model's fastest pace proves no left-off driver could do better.
+    from scipy.optimize import linear_sum_assignment
+
+    from dispatch.matching import DriverSnapshot, MatchingSettings, RequestBatch, plan_batch
+
+    rng = np.random.default_rng(5)
+    req_lat, req_lng = 40.75 + rng.normal(0, 0.006, 80), -73.985 + rng.normal(0, 0.004, 80)
+    drv_lat, drv_lng = 40.75 + rng.normal(0, 0.01, 200), -73.985 + rng.normal(0, 0.008, 200)
+    requests = RequestBatch(
+        [f"r{i}" for i in range(80)], req_lat, req_lng, np.zeros(80), [frozenset()] * 80
+    )
+    drivers = DriverSnapshot(
+        [f"d{i}" for i in range(200)], drv_lat, drv_lng, np.zeros(200), np.zeros(200)
+    )
+    plan = plan_batch(requests, drivers, road, MatchingSettings())
+
+    from dispatch.matching.eta import haversine_m
+
+    distance = haversine_m(req_lat[:, None], req_lng[:, None], drv_lat[None, :], drv_lng[None, :])
+    seconds = np.rint(
+        road.seconds(drv_lat[None, :], drv_lng[None, :], req_lat[:, None], req_lng[:, None])
+    )
+    dense = np.where((distance <= 3000) & (seconds <= 1800), seconds, 1e9)
+    rows, cols = linear_sum_assignment(dense)
+    used = dense[rows, cols] < 1e9
+    assert len(plan.assignments) == used.sum()
+    assert sum(a.eta_s for a in plan.assignments) == dense[rows[used], cols[used]].sum()
