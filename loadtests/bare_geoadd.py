@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 KEY = "coop:{bare}:drivers:geo"
+POOL_SIZE = int(os.environ.get("BARE_REDIS_POOL", "4096"))
 _redis: aioredis.Redis | None = None
 
 
@@ -27,8 +28,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 url = os.environ.get("COOP_REDIS_URL", "redis://127.0.0.1:6379/0")
-                # Concurrent sockets share a bounded pool and wait for a free connection.
-                pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=64)
+                # Up to one Redis connection per concurrent command (one per socket at most).
+                pool = aioredis.ConnectionPool.from_url(url, max_connections=POOL_SIZE)
                 _redis = aioredis.Redis(connection_pool=pool, decode_responses=True)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
