@@ -104,8 +104,11 @@ class BulkRedisConnection:
     expected shape raises `RedisReplyError`.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 6379, db: int = 0) -> None:
-        self._sock = socket.create_connection((host, port))
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 6379, db: int = 0, timeout_s: float = 30.0
+    ) -> None:
+        # A reply that never comes (wrong server, half-open link) raises instead of hanging.
+        self._sock = socket.create_connection((host, port), timeout=timeout_s)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if db:
             self._sock.sendall(_resp_command(b"SELECT", str(db).encode()))
