@@ -17,6 +17,7 @@ import numpy.typing as npt
 import redis
 from scipy.optimize import linear_sum_assignment
 
+from dispatch.core.settings import get_settings
 from dispatch.matching.batch import DriverSnapshot, MatchingSettings, RequestBatch, plan_batch
 from dispatch.matching.candidates import radius_for_wait
 from dispatch.matching.eta import FloatArray, StraightLineEta, haversine_m
@@ -29,6 +30,11 @@ _JITTER_DEG = 0.0003
 # Disallowed pairs in the dense matrix cost more than any full matching of allowed pairs, so the
 # dense solve also matches as many requests as possible before minimising cost.
 _DISALLOWED_COST = 1e9
+
+
+def bench_redis() -> redis.Redis:
+    """The Redis of COOP_REDIS_URL (the private one `make bench` starts)."""
+    return redis.Redis.from_url(get_settings().redis_url)
 
 
 @dataclass(frozen=True)
@@ -177,11 +183,15 @@ def measure_size(
     dense_seeds: tuple[int, ...] = (),
     progress: bool = True,
 ) -> SizeResult:
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = bench_redis()
     eta = StraightLineEta()
     settings = MatchingSettings()
     result = SizeResult(n_requests, n_drivers)
-    with BulkRedisConnection() as connection:
+    with BulkRedisConnection(
+        host=client.connection_pool.connection_kwargs["host"],
+        port=client.connection_pool.connection_kwargs["port"],
+        db=client.connection_pool.connection_kwargs.get("db", 0),
+    ) as connection:
         for seed in seeds:
             requests, drivers = make_batch(taxi_path, uber_path, n_requests, n_drivers, seed)
             key = load_fleet(client, drivers)
@@ -214,7 +224,7 @@ def geosearch_per_request(
 ) -> tuple[float, float]:
     """(median ms per request, total ms) for one `GEOSEARCH ... COUNT 20` round trip per request."""
     rng = np.random.default_rng(seed)
-    client = redis.Redis(host="127.0.0.1", port=6379)
+    client = bench_redis()
     driver_lat, driver_lng = _points(uber_path, n_drivers, rng)
     request_lat, request_lng = _points(taxi_path, n_requests, rng)
     key = drivers_geo_key(BENCH_REGION)

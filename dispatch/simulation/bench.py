@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from dispatch.core.settings import get_settings
 from dispatch.matching.eta import EtaModel, StraightLineEta
 from dispatch.matching.road_graph import RoadGraphEta
 from dispatch.simulation import batch_cycle
@@ -302,7 +303,7 @@ def machine_description() -> list[str]:
     return [
         f"- `nproc`: {nproc}; `lscpu`: " + "; ".join(f"`{c}`" for c in cpu),
         f"- Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__},"
-        f" OR-Tools {ortools.__version__}; Redis at 127.0.0.1:6379 "
+        f" OR-Tools {ortools.__version__}; Redis at {get_settings().redis_url} "
         f"({_redis_version()})",
     ]
 
@@ -311,7 +312,7 @@ def _redis_version() -> str:
     import redis
 
     try:
-        return "Redis " + str(redis.Redis().info("server")["redis_version"])
+        return "Redis " + str(batch_cycle.bench_redis().info("server")["redis_version"])
     except redis.RedisError as error:
         return f"unreachable: {error}"
 
