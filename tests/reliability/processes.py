@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from dispatch.core.database import transaction
 from tests.e2e.harness import Socket, free_port
+from tests.reliability.conftest import retire_regions_over
 
 # Far from every other test's area, so real dispatchers only see this test's requests here.
 E2E_CENTER = (30.5, 30.5)
@@ -87,6 +88,7 @@ def private_redis(tmp: Path) -> Iterator[RedisServer]:
 async def e2e_region(app: Any) -> AsyncIterator[str]:
     region_id = f"e-{uuid.uuid4().hex[:8]}"
     async with transaction(app.state) as session:
+        await retire_regions_over(session, E2E_AREA)
         await session.execute(
             text(
                 "INSERT INTO region (id, name, timezone, area) "

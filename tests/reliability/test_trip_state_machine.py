@@ -35,7 +35,14 @@ from dispatch.dispatcher.cycle import run_cycle
 from dispatch.rides.models import RideStatus
 from dispatch.rides.state import TRANSITIONS, Actor, allowed
 from tests.conftest import Account
-from tests.reliability.conftest import AREA, CENTER, RETIRED, bulk_accounts, place_many
+from tests.reliability.conftest import (
+    AREA,
+    CENTER,
+    RETIRED,
+    bulk_accounts,
+    place_many,
+    retire_regions_over,
+)
 
 T = TypeVar("T")
 DRIVERS = 3
@@ -71,6 +78,8 @@ class World:
 
     async def _region(self, area: str) -> None:
         async with transaction(self.app.state) as session:
+            if area == AREA:
+                await retire_regions_over(session, AREA)
             await session.execute(
                 text(
                     "INSERT INTO region (id, name, timezone, area) VALUES "
