@@ -78,6 +78,9 @@ def _arguments(parser: Any) -> None:
         "--ride-timeout", type=float, default=300.0, help="how long a rider follows one ride"
     )
     group.add_argument("--summary-file", default="", help="write the Markdown summary here")
+    group.add_argument(
+        "--hosts", default="", help="comma-separated API URLs to spread users over (else --host)"
+    )
     thresholds.add_arguments(parser)
 
 

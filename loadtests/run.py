@@ -96,7 +96,8 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
 def local_stack(
     env: dict[str, str], out: Path, apis: int
 ) -> Iterator[tuple[str, list[str], dict[str, int]]]:
-    """API processes and a dispatcher here; yields the first API URL and every metrics URL."""
+    """API processes and a dispatcher here; yields the API URLs (comma-separated), every
+    metrics URL and the process ids."""
     processes: list[subprocess.Popen[bytes]] = []
     try:
         metrics_port = free_port()
@@ -112,7 +113,11 @@ def local_stack(
         processes.append(cli("dispatcher", env=dispatcher_env, log=out / "dispatcher.log"))
         metrics = [f"{url}/metrics" for url in urls] + [f"http://127.0.0.1:{metrics_port}/metrics"]
         names = [f"api-{i}" for i in range(apis)] + ["dispatcher"]
-        yield urls[0], metrics, {name: p.pid for name, p in zip(names, processes, strict=True)}
+        yield (
+            ",".join(urls),
+            metrics,
+            {name: p.pid for name, p in zip(names, processes, strict=True)},
+        )
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -216,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         sampler: ResourceSampler | None = None
         host = args.host
         if not host:
-            host, metrics, pids = stack.enter_context(local_stack(env, out, args.apis))
+            hosts, metrics, pids = stack.enter_context(local_stack(env, out, args.apis))
+            host = hosts.split(",")[0]
+            args.locust_args = ["--hosts", hosts, *args.locust_args]
             sampler = ResourceSampler(pids, out / "server-resources.csv")
             sampler.start()
             stack.callback(sampler.stopped.set)

@@ -69,6 +69,14 @@ class CoopUser(FastHttpUser):
     abstract = True
     role = ""
     wait_time = constant(0)
+    _spread = itertools.count()
+
+    def __init__(self, environment: Any) -> None:
+        # `--hosts a,b`: users are spread round-robin over several API processes.
+        hosts = [h for h in (getattr(Shared.options, "hosts", "") or "").split(",") if h]
+        if hosts:
+            self.host = hosts[next(CoopUser._spread) % len(hosts)]
+        super().__init__(environment)
 
     def login(self) -> str:
         account = Shared.take_account(self.role)
