@@ -41,11 +41,12 @@ DURATION ?= 2m
 SCALE ?= 1.0
 RATE ?= 0
 SPAWN ?= 20
+APIS ?= 1
 LOCUST_ARGS ?=
 
 loadtest: install
 	@$(SERVICES) && $(PY) -m loadtests.run --users $(USERS) --duration $(DURATION) --scale $(SCALE) \
-	  --rides-per-second $(RATE) --spawn-rate $(SPAWN) $(if $(findstring ://,$(HOST)),--host $(HOST),) -- $(LOCUST_ARGS)
+	  --rides-per-second $(RATE) --spawn-rate $(SPAWN) --apis $(APIS) $(if $(findstring ://,$(HOST)),--host $(HOST),) -- $(LOCUST_ARGS)
 
 stop:
 	@scripts/stop-services.sh
