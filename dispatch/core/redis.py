@@ -14,6 +14,9 @@ Redis = aioredis.Redis
 REDIS_SOCKET_TIMEOUT_S = 5.0
 
 
+REDIS_MAX_CONNECTIONS = 512
+
+
 def create_redis(url: str) -> Redis:
     # Timeouts so a half-open connection fails a command (and reconnects) instead of hanging.
     return aioredis.Redis.from_url(
@@ -23,6 +26,8 @@ def create_redis(url: str) -> Redis:
         socket_timeout=REDIS_SOCKET_TIMEOUT_S,
         socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
         retry_on_timeout=True,
+        # redis-py's default cap (100) ran out under a lagging load test; Redis allows 10,000.
+        max_connections=REDIS_MAX_CONNECTIONS,
     )
 
 
