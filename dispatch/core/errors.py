@@ -122,10 +122,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def backing_service_failed(request: Request, exc: Exception) -> JSONResponse:
         # The request's transaction was rolled back (or never committed): the client can retry,
         # safely so with an Idempotency-Key.
+        # WebSocket handshakes land here too, and have no HTTP method.
+        method = getattr(request, "method", "WS")
         if is_retryable(exc):
-            log.warning("%s %s: retryable %r", request.method, request.url.path, exc)
+            log.warning("%s %s: retryable %r", method, request.url.path, exc)
             return unavailable_response(exc)
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        log.error("%s %s failed", method, request.url.path, exc_info=exc)
         return JSONResponse(
             {"error": "internal_error", "detail": "the request failed"}, status_code=500
         )
