@@ -29,12 +29,25 @@ def stack(tmp_path: Path) -> Any:
         yield running
 
 
-async def drive(base: str, socket: Socket, account: dict[str, Any], stop: asyncio.Event) -> int:
-    """Accept every offer, then arrive, start and complete at once; returns rides completed."""
+async def drive(
+    base: str,
+    socket: Socket,
+    account: dict[str, Any],
+    stop: asyncio.Event,
+    position: tuple[float, float],
+) -> int:
+    """Accept every offer, then arrive, start and complete at once; returns rides completed.
+
+    Like a real app, the driver keeps sending its position, so a slow run never goes silent."""
     done = 0
     handled: set[str] = set()
+    loop = asyncio.get_running_loop()
+    last_position = loop.time()
     async with httpx.AsyncClient(base_url=base, headers=auth(account), timeout=10) as http:
         while not stop.is_set():
+            if loop.time() - last_position > 4:
+                await socket.send({"type": "location", "lat": position[0], "lng": position[1]})
+                last_position = loop.time()
             offers = [m for m in socket.of_type("offer") if m["offer_id"] not in handled]
             if not offers:
                 await asyncio.sleep(0.05)
@@ -64,17 +77,17 @@ async def test_fifty_requests_twenty_drivers(stack: Stack) -> None:
     drivers = [register(api_a if i % 2 else api_b, "driver", f"Driver {i}") for i in range(DRIVERS)]
     riders = [register(api_a, "rider", f"Rider {i}") for i in range(RIDERS)]
     sockets = []
+    positions = [
+        (40.75 + rng.uniform(-0.01, 0.01), -73.99 + rng.uniform(-0.01, 0.01)) for _ in drivers
+    ]
     for i, account in enumerate(drivers):
-        base = api_a if i % 2 else api_b
-        sockets.append(
-            await go_online(
-                base, account, 40.75 + rng.uniform(-0.01, 0.01), -73.99 + rng.uniform(-0.01, 0.01)
-            )
-        )
+        sockets.append(await go_online(api_a if i % 2 else api_b, account, *positions[i]))
 
     stop = asyncio.Event()
     workers = [
-        asyncio.create_task(drive(api_a if i % 2 else api_b, sockets[i], drivers[i], stop))
+        asyncio.create_task(
+            drive(api_a if i % 2 else api_b, sockets[i], drivers[i], stop, positions[i])
+        )
         for i in range(DRIVERS)
     ]
 
