@@ -21,6 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from dispatch.app import create_app
 from dispatch.core.database import transaction
 from dispatch.dispatcher.cycle import run_cycle
 from tests.conftest import TEST_DATABASE_URL, Account
@@ -100,7 +101,12 @@ async def under_kills(
     drivers = await bulk_accounts(app, "driver", drivers_n)
     positions = {d.id: (CENTER[0] + rng.uniform(-0.005, 0.005), CENTER[1]) for d in drivers}
     await place_many(app, region, positions)
-    transport = httpx.ASGITransport(app=app)
+    # An app of its own (engine, pool, Redis client) takes the kills; it is shut down inside the
+    # test, so whatever the kills leave behind cannot hold up the session's shared app.
+    own = create_app(app.state.settings)
+    lifespan = own.router.lifespan_context(own)
+    await lifespan.__aenter__()
+    transport = httpx.ASGITransport(app=own)
     acked_rides: dict[str, tuple[str, str]] = {}  # key -> (rider, ride id) answered 201
     acked_cancels: set[str] = set()
     acked_accepts: dict[str, str] = {}  # ride -> driver
@@ -169,7 +175,7 @@ async def under_kills(
             while not stop.is_set():
                 try:
                     await place_many(app, region, positions)
-                    await run_cycle(app.state, region, settings, app.state.eta)
+                    await run_cycle(own.state, region, settings, own.state.eta)
                 except Exception as exc:  # the real worker logs and retries next interval
                     cycle_failures[type(exc).__name__] += 1
                 await asyncio.sleep(0.2)
@@ -183,7 +189,8 @@ async def under_kills(
         stop.set()
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - started
-    # The shared app's pool saw its connections killed: start the next tests on fresh ones.
+    await asyncio.wait_for(lifespan.__aexit__(None, None, None), 60)
+    # The shared app's idle connections were killed too: start the next tests on fresh ones.
     await asyncio.wait_for(app.state.engine.dispose(), 60)
 
     # Nothing acknowledged was lost; every key had exactly one effect.

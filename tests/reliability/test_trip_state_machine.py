@@ -7,10 +7,15 @@ refused action (4xx) must change nothing.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -58,7 +63,11 @@ class World:
     """An app on a private event loop (Hypothesis' rules are synchronous) and one region."""
 
     def __init__(self) -> None:
+        # The loop runs in a thread of its own, so nothing of it (the thread's current loop,
+        # what libraries attach to it) mixes with the session loop of the other tests.
         self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
         self.before_run: Callable[[], None] | None = None
         self.app = create_app(get_settings(), with_api=True, with_dispatcher=False)
         self._lifespan = self.app.router.lifespan_context(self.app)
@@ -74,7 +83,7 @@ class World:
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         if self.before_run is not None:
             self.before_run()
-        return self.loop.run_until_complete(coroutine)
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     async def _region(self, area: str) -> None:
         async with transaction(self.app.state) as session:
@@ -95,6 +104,8 @@ class World:
         self.run(self._region(RETIRED))
         self.run(self.client.aclose())
         self.run(self._lifespan.__aexit__(None, None, None))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
         self.loop.close()
 
 
@@ -330,12 +341,30 @@ class TripMachine(RuleBasedStateMachine):
 
 @pytest.mark.parametrize("examples", [pytest.param(20, id="default")])
 def test_trip_state_machine(examples: int) -> None:
-    run_machine(examples, steps=30, name="trip_state_machine")
+    in_own_process(examples, steps=30, name="trip_state_machine")
 
 
 @pytest.mark.long
 def test_trip_state_machine_long() -> None:
-    run_machine(150, steps=50, name="trip_state_machine_long")
+    in_own_process(150, steps=50, name="trip_state_machine_long")
+
+
+def in_own_process(examples: int, steps: int, name: str) -> None:
+    """The machine runs its own app and event loop; in a process of its own, none of that can
+    outlive the test and hold up the session's teardown (it did, after the kill tests)."""
+    root = Path(__file__).resolve().parents[2]
+    module = "tests.reliability.test_trip_state_machine"
+    done = subprocess.run(
+        [sys.executable, "-m", module, str(examples), str(steps), name],
+        cwd=root,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    print(done.stdout[-4000:])
+    assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-8000:]
 
 
 def run_machine(examples: int, steps: int, name: str) -> None:
@@ -374,3 +403,7 @@ def run_machine(examples: int, steps: int, name: str) -> None:
     finally:
         WORLD.close()
         WORLD = None
+
+
+if __name__ == "__main__":
+    run_machine(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
