@@ -279,6 +279,13 @@ def _search(
         rank = np.arange(len(point_of)) - starts[point_of]
         parts.append((members[point_of], driver_of, rank))
 
+    if not parts:
+        nothing = np.zeros(0, dtype=np.int64)
+        return _SearchResult(
+            _Edges(nothing, nothing, nothing, nothing),
+            np.ones(len(request_indices), dtype=np.bool_),
+            np.zeros(len(request_indices), dtype=np.float64),
+        )
     request_of = np.concatenate([p[0] for p in parts])
     driver_of = np.concatenate([p[1] for p in parts])
     rank = np.concatenate([p[2] for p in parts])

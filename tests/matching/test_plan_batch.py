@@ -186,3 +186,31 @@ def test_random_batches_match_the_dense_optimum(seed):
     used = dense[rows, cols] < 1e9
     assert len(plan.assignments) == used.sum()
     assert sum(a.eta_s for a in plan.assignments) == dense[rows[used], cols[used]].sum()
+
+
+def test_requests_with_no_search_radius_yet_get_no_offer_and_no_crash() -> None:
+    from dispatch.matching import (
+        DriverSnapshot,
+        MatchingSettings,
+        RequestBatch,
+        StraightLineEta,
+        plan_batch,
+    )
+
+    requests = RequestBatch(
+        ride_ids=["early"],
+        lat=np.array([40.75]),
+        lng=np.array([-73.99]),
+        waited_s=np.array([-3.0]),
+        excluded=[frozenset()],
+    )
+    drivers = DriverSnapshot(
+        driver_ids=["d"],
+        lat=np.array([40.7501]),
+        lng=np.array([-73.9901]),
+        idle_s=np.zeros(1),
+        earned_cents=np.zeros(1),
+    )
+    plan = plan_batch(requests, drivers, StraightLineEta(), MatchingSettings())
+    assert plan.assignments == []
+    assert plan.candidate_edges == 0
