@@ -50,10 +50,10 @@ class Stack:
     env: dict[str, str]
     processes: list[Process] = field(default_factory=list)
 
-    def start_api(self, name: str) -> Process:
+    def start_api(self, name: str, log_level: str = "warning") -> Process:
         port = free_port()
         process = self._spawn(
-            name, ["api", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+            name, ["api", "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level]
         )
         process.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

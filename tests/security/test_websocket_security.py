@@ -22,7 +22,7 @@ import websockets
 from dispatch.core.redis import RegionKeys
 from dispatch.realtime.connection import origin_allowed
 from driver_api.endpoints import DRIVER_MESSAGES
-from tests.e2e.harness import Process, Socket, Stack, free_port, running_stack
+from tests.e2e.harness import Socket, Stack, running_stack
 from tests.security.world import World, build_world, retire_region, state_fingerprint
 
 pytestmark = pytest.mark.e2e
@@ -62,24 +62,6 @@ def recorder() -> Iterator[Recorder]:
     root.setLevel(previous)
 
 
-def start_api(stack: Stack, name: str) -> Process:
-    """Like Stack.start_api, but logging at debug, so the log check sees everything."""
-    port = free_port()
-    process = stack._spawn(
-        name, ["api", "--host", "127.0.0.1", "--port", str(port), "--log-level", "debug"]
-    )
-    process.url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            raise RuntimeError(f"{name} exited:\n{process.log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{process.url}/readyz", timeout=1).status_code == 200:
-                return process
-        time.sleep(0.2)
-    raise RuntimeError(f"{name} did not become ready:\n{process.log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, recorder: Recorder) -> Iterator[Stack]:
     with running_stack(
@@ -88,7 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, recorder: Recorder) -> Itera
         ws_messages_per_second="20",
         ws_max_connections_per_user="5",
     ) as running:
-        start_api(running, "api")
+        running.start_api("api", log_level="debug")  # the log check sees everything
         yield running
 
 
