@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Any:
-    with running_stack(tmp_path, governance_min_voting_s="1") as running:
+    with running_stack(tmp_path, governance_min_voting_s="1", offer_ttl_s="30") as running:
         yield running
 
 
