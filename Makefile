@@ -6,10 +6,24 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-long lint format bench loadtest stop
+.PHONY: install lock run test test-long lint format bench loadtest stop
 
 install:
 	@scripts/install.sh
+
+# requirements.lock: every runtime and dev dependency of pyproject.toml, transitive included, pinned
+# with `==` and PyPI's sha256 hashes, for CPython >= 3.11 on any platform (markers where it matters).
+# Pins already in the file are kept; `make lock LOCK_ARGS=--upgrade` (or `--upgrade-package NAME`)
+# moves them. uv, pinned, runs from a virtualenv of its own under .local/.
+UV_VERSION := 0.13.8
+LOCK_TOOLS ?= .local/lock-tools
+LOCK_ARGS ?=
+
+lock:
+	@$(LOCK_TOOLS)/bin/uv --version 2>/dev/null | grep -qF ' $(UV_VERSION)' \
+	  || { python3 -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/pip install -q 'uv==$(UV_VERSION)'; }
+	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command 'make lock' --quiet $(LOCK_ARGS) -o requirements.lock
 
 run: install
 	@$(SERVICES) && $(PY) -m dispatch.cli migrate && $(PY) -m dispatch.cli demo \

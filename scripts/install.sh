@@ -29,10 +29,13 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   "$PYTHON" -m venv .venv
 fi
+# The pinned, hash-checked dependencies of requirements.lock (`make lock` writes it from
+# pyproject.toml), pip included, then the project itself without resolving anything more.
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "==> installing Python packages"
-  if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[dev]'; } > .venv/pip.log 2>&1; then
+if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "==> installing Python packages from requirements.lock"
+  if ! { .venv/bin/pip install -q -r requirements.lock && .venv/bin/pip install -q --no-deps -e .; } \
+    > .venv/pip.log 2>&1; then
     cat .venv/pip.log
     exit 1
   fi
