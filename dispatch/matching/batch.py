@@ -13,7 +13,7 @@ from scipy.sparse.csgraph import connected_components
 
 from dispatch.matching.candidates import IntArray, PlanarIndex, radius_for_wait
 from dispatch.matching.eta import EtaModel, FloatArray, haversine_m
-from dispatch.matching.solver import assign_max_matching_min_cost, minimal_request_duals
+from dispatch.matching.solver import Duals, assign_max_matching_min_cost, minimal_request_duals
 
 # Each request starts with its nearest few drivers. A fixed short list silently drops matches when
 # drivers are contested, so after each solve the LP duals tell which requests could still gain
@@ -129,38 +129,46 @@ def plan_batch(
     edges = _Edges(*(np.zeros(0, np.int64) for _ in range(4)))
     chosen = np.zeros(0, dtype=np.bool_)
 
-    for _ in range(MAX_WIDENING_ROUNDS):
-        keep = ~np.isin(edges.request, to_search)
+    duals: Duals | None = None
+    for round_number in range(MAX_WIDENING_ROUNDS):
         search = _search(
             to_search, list_size, requests, drivers, index, radius_m, excluded, eta, settings
         )
-        found = search.edges
         exhausted[to_search] = search.exhausted
         left_off_eta_s[to_search] = search.left_off_eta_s
+        added = _not_yet_listed(search.edges, edges, n_drivers)
         edges = _Edges(
             *(
-                np.concatenate([old[keep], new])
+                np.concatenate([old, new])
                 for old, new in zip(
                     (edges.request, edges.driver, edges.eta_s, edges.rank),
-                    (found.request, found.driver, found.eta_s, found.rank),
+                    (added.request, added.driver, added.eta_s, added.rank),
                     strict=True,
                 )
             )
         )
+        chosen = np.concatenate([chosen, np.zeros(len(added.request), np.bool_)])
         cost = edges.eta_s + fairness_s[edges.driver] + younger_s[edges.request]
-        chosen = _solve_changed_components(
-            edges,
-            carried=np.concatenate([chosen[keep], np.zeros(len(found.request), np.bool_)]),
-            cost=cost,
-            widened=to_search,
-            n_requests=n_requests,
-            n_drivers=n_drivers,
-            first_round=len(keep) == 0,
-        )
+
+        # A new edge can only improve the plan if its reduced cost under the last duals is
+        # negative; otherwise the plan and its duals stand as they are.
+        added_cost = cost[len(cost) - len(added.request) :]
+        if duals is None:
+            improved = np.unique(added.request)
+        else:
+            reduced = added_cost - duals.request[added.request] + duals.driver[added.driver]
+            improved = np.unique(added.request[reduced < 0])
+        if len(improved):
+            chosen = _solve_changed_components(
+                edges, chosen, cost, improved, n_requests, n_drivers, round_number == 0
+            )
+            duals = minimal_request_duals(
+                edges.request, edges.driver, cost, chosen, n_requests, n_drivers, _UNMATCHED_COST
+            )
 
         # A left-off driver costs at least its ETA plus the request's own wait-priority term.
         left_off_cost = left_off_eta_s + younger_s
-        to_search = _requests_to_widen(edges, cost, chosen, exhausted, left_off_cost, list_size)
+        to_search = _requests_to_widen(edges, chosen, exhausted, left_off_cost, list_size, duals)
         if len(to_search) == 0 or perf_counter() - started > settings.solver_time_limit_s:
             break
         # An unmatched request's list grows faster: its match may hinge on any driver it reaches.
@@ -184,15 +192,15 @@ def _solve_changed_components(
     edges: _Edges,
     carried: npt.NDArray[np.bool_],
     cost: IntArray,
-    widened: IntArray,
+    changed_requests: IntArray,
     n_requests: int,
     n_drivers: int,
     first_round: bool,
 ) -> npt.NDArray[np.bool_]:
-    """Re-solve only the connected components that contain a widened request.
+    """Re-solve only the connected components that contain one of `changed_requests`.
 
-    A component without one has exactly the edges it had last round, so its previous optimum
-    stands (the assignment problem splits over components).
+    A component without one keeps the optimum it had last round (the assignment problem splits
+    over components).
     """
     if first_round:
         return assign_max_matching_min_cost(
@@ -205,7 +213,7 @@ def _solve_changed_components(
     )
     _, component = connected_components(graph, directed=False)
     changed = np.zeros(component.max() + 1, dtype=np.bool_)
-    changed[component[widened]] = True
+    changed[component[changed_requests]] = True
     resolve = changed[component[edges.request]]
     chosen = carried & ~resolve
     chosen[resolve] = assign_max_matching_min_cost(
@@ -216,24 +224,15 @@ def _solve_changed_components(
 
 def _requests_to_widen(
     edges: _Edges,
-    cost: IntArray,
     chosen: npt.NDArray[np.bool_],
     exhausted: npt.NDArray[np.bool_],
     left_off_cost: FloatArray,
     list_size: IntArray,
+    duals: Duals | None,
 ) -> IntArray:
     n_requests = len(exhausted)
-    dual = minimal_request_duals(
-        edges.request,
-        edges.driver,
-        cost,
-        chosen,
-        n_requests,
-        int(edges.driver.max(initial=-1)) + 1,
-        _UNMATCHED_COST,
-    )
-    if dual is not None:
-        return np.flatnonzero(~exhausted & (dual > left_off_cost))
+    if duals is not None:
+        return np.flatnonzero(~exhausted & (duals.request > left_off_cost))
     # The prices did not settle: widen whoever is unmatched or near the end of their list.
     matched = np.zeros(n_requests, dtype=np.bool_)
     matched[edges.request[chosen]] = True
@@ -242,6 +241,16 @@ def _requests_to_widen(
         edges.rank[chosen] >= list_size[edges.request[chosen]] // 2
     )
     return np.flatnonzero(~exhausted & (~matched | near_end_of_list))
+
+
+def _not_yet_listed(found: _Edges, listed: _Edges, n_drivers: int) -> _Edges:
+    """The found edges whose (request, driver) pair is not listed yet."""
+    if len(listed.request) == 0:
+        return found
+    new = ~np.isin(
+        found.request * n_drivers + found.driver, listed.request * n_drivers + listed.driver
+    )
+    return _Edges(found.request[new], found.driver[new], found.eta_s[new], found.rank[new])
 
 
 def _search(

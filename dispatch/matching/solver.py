@@ -87,6 +87,14 @@ def assign_max_matching_min_cost(
     return SparseAssignment(edge_used, int(cost[edge_used].sum()))
 
 
+@dataclass(frozen=True)
+class Duals:
+    """LP duals of an optimal assignment: `request[r]` (u) and driver prices `driver[d]` (p)."""
+
+    request: npt.NDArray[np.float64]
+    driver: npt.NDArray[np.float64]
+
+
 def minimal_request_duals(
     request_of: IntArray,
     driver_of: IntArray,
@@ -96,7 +104,7 @@ def minimal_request_duals(
     n_drivers: int,
     unmatched_cost: float,
     max_rounds: int = 200,
-) -> npt.NDArray[np.float64] | None:
+) -> Duals | None:
     """The smallest LP dual `u` per request that proves an assignment optimal on its edges.
 
     With driver prices p >= 0, `u[r] = cost(r, its driver) + p[its driver]` (or `unmatched_cost`
@@ -119,7 +127,7 @@ def minimal_request_duals(
     bid_driver = driver_of[unused][by_driver]
     bid_cost = cost[unused][by_driver].astype(np.float64)
     if len(bid_driver) == 0:
-        return assigned_cost
+        return Duals(assigned_cost, np.zeros(n_drivers, dtype=np.float64))
     segment_start = np.flatnonzero(np.append(True, bid_driver[1:] != bid_driver[:-1]))
     segment_driver = bid_driver[segment_start]
 
@@ -130,6 +138,6 @@ def minimal_request_duals(
         new_price = np.zeros(n_drivers, dtype=np.float64)
         new_price[segment_driver] = np.maximum(best_bid, 0.0)
         if np.array_equal(new_price, price):
-            return dual
+            return Duals(dual, price)
         price = new_price
     return None
