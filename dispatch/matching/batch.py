@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from time import perf_counter
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -70,8 +71,7 @@ class MatchingSettings:
     wait_priority: float = 0.0
 
 
-@dataclass(frozen=True)
-class Assignment:
+class Assignment(NamedTuple):
     ride_id: str
     driver_id: str
     eta_s: int
@@ -267,12 +267,15 @@ def _search(
     """Candidate edges for the given requests, whether each list is complete, and a lower bound
     on the pickup ETA of any driver left off each list."""
     query_size = list_size[request_indices] + excluded.per_request[request_indices]
+    # One tree query per (radius, list size) group: radii come from a short schedule.
+    radii, radius_of = np.unique(radius_m[request_indices], return_inverse=True)
+    size_range = int(query_size.max(initial=0)) + 1
     group_keys, group_of = np.unique(
-        np.column_stack([radius_m[request_indices], query_size]), axis=0, return_inverse=True
+        radius_of.ravel() * size_range + query_size, return_inverse=True
     )
     groups = {
-        (float(radius), int(size)): np.flatnonzero(group_of.ravel() == g)
-        for g, (radius, size) in enumerate(group_keys.tolist())
+        (float(radii[key // size_range]), int(key % size_range)): np.flatnonzero(group_of == g)
+        for g, key in enumerate(group_keys.tolist())
     }
 
     parts: list[tuple[IntArray, IntArray, IntArray]] = []

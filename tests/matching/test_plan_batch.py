@@ -214,3 +214,18 @@ def test_requests_with_no_search_radius_yet_get_no_offer_and_no_crash() -> None:
     plan = plan_batch(requests, drivers, StraightLineEta(), MatchingSettings())
     assert plan.assignments == []
     assert plan.candidate_edges == 0
+
+
+def test_solver_keeps_the_maximum_matching_when_its_augmenting_path_is_expensive():
+    # {A-X, B-Y} costs 0 but leaves C unmatched; the only way to serve all three is the
+    # three-pair path C-X, A-Y, B-Z at 3 x 1000 s, more than any small unmatched penalty pays.
+    from dispatch.matching.solver import assign_max_matching_min_cost
+
+    a, b, c = 0, 1, 2
+    x, y, z = 0, 1, 2
+    request_of = np.array([a, b, c, a, b])
+    driver_of = np.array([x, y, x, y, z])
+    cost = np.array([0, 0, 1000, 1000, 1000])
+    result = assign_max_matching_min_cost(request_of, driver_of, cost, 3, 3)
+    assert result.edge_used.tolist() == [False, False, True, True, True]
+    assert result.total_cost == 3000
