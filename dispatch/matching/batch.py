@@ -136,28 +136,44 @@ def plan_batch(
         )
         exhausted[to_search] = search.exhausted
         left_off_eta_s[to_search] = search.left_off_eta_s
-        added = _not_yet_listed(search.edges, edges, n_drivers)
+        found = search.edges
+        # Widened requests get their longer list in place of the old one, which it contains;
+        # their current pairs carry over.
+        widened = np.zeros(n_requests, dtype=np.bool_)
+        widened[to_search] = True
+        keep = ~widened[edges.request]
+        held = chosen & ~keep
+        held_requests = edges.request[held]
+        found_chosen = np.isin(
+            found.request * n_drivers + found.driver,
+            held_requests * n_drivers + edges.driver[held],
+        )
         edges = _Edges(
             *(
-                np.concatenate([old, new])
+                np.concatenate([old[keep], new])
                 for old, new in zip(
                     (edges.request, edges.driver, edges.eta_s, edges.rank),
-                    (added.request, added.driver, added.eta_s, added.rank),
+                    (found.request, found.driver, found.eta_s, found.rank),
                     strict=True,
                 )
             )
         )
-        chosen = np.concatenate([chosen, np.zeros(len(added.request), np.bool_)])
+        chosen = np.concatenate([chosen[keep], found_chosen])
         cost = edges.eta_s + fairness_s[edges.driver] + younger_s[edges.request]
 
         # A new edge can only improve the plan if its reduced cost under the last duals is
         # negative; otherwise the plan and its duals stand as they are.
-        added_cost = cost[len(cost) - len(added.request) :]
         if duals is None:
-            improved = np.unique(added.request)
+            improved = np.unique(found.request)
         else:
-            reduced = added_cost - duals.request[added.request] + duals.driver[added.driver]
-            improved = np.unique(added.request[reduced < 0])
+            found_cost = cost[len(cost) - len(found.request) :]
+            reduced = found_cost - duals.request[found.request] + duals.driver[found.driver]
+            # A held pair missing from the longer list (a tie at its end) must be re-planned too.
+            replan = np.zeros(n_requests, dtype=np.bool_)
+            replan[held_requests] = True
+            replan[found.request[found_chosen]] = False
+            replan[found.request[reduced < 0]] = True
+            improved = np.flatnonzero(replan)
         if len(improved):
             chosen = _solve_changed_components(
                 edges, chosen, cost, improved, n_requests, n_drivers, round_number == 0
@@ -241,16 +257,6 @@ def _requests_to_widen(
         edges.rank[chosen] >= list_size[edges.request[chosen]] // 2
     )
     return np.flatnonzero(~exhausted & (~matched | near_end_of_list))
-
-
-def _not_yet_listed(found: _Edges, listed: _Edges, n_drivers: int) -> _Edges:
-    """The found edges whose (request, driver) pair is not listed yet."""
-    if len(listed.request) == 0:
-        return found
-    new = ~np.isin(
-        found.request * n_drivers + found.driver, listed.request * n_drivers + listed.driver
-    )
-    return _Edges(found.request[new], found.driver[new], found.eta_s[new], found.rank[new])
 
 
 def _search(

@@ -149,25 +149,44 @@ def minimal_request_duals(
     owner_driver[request_of[edge_used]] = driver_of[edge_used]
     assigned_cost[request_of[edge_used]] = cost[edge_used]
     matched = owner_driver >= 0
-    owner_driver_or_zero = np.where(matched, owner_driver, 0)
 
-    unused = ~edge_used
-    by_driver = np.argsort(driver_of[unused], kind="stable")
-    bid_request = request_of[unused][by_driver]
-    bid_driver = driver_of[unused][by_driver]
-    bid_cost = cost[unused][by_driver].astype(np.float64)
-    if len(bid_driver) == 0:
-        return Duals(assigned_cost, np.zeros(n_drivers, dtype=np.float64))
-    segment_start = np.flatnonzero(np.append(True, bid_driver[1:] != bid_driver[:-1]))
-    segment_driver = bid_driver[segment_start]
+    # Unused edges grouped by request: when a request's dual rises, only its bids change.
+    unused = np.flatnonzero(~edge_used)
+    by_request = unused[np.argsort(request_of[unused], kind="stable")]
+    bid_request = request_of[by_request]
+    bid_driver = driver_of[by_request]
+    bid_cost = cost[by_request].astype(np.float64)
+    first_bid = np.searchsorted(bid_request, np.arange(n_requests + 1))
+    owner_request = np.full(n_drivers, -1, dtype=np.int64)
+    owner_request[owner_driver[matched]] = np.flatnonzero(matched)
 
+    # Prices only rise from zero to the least fixpoint, so each round re-bids only for the
+    # requests whose dual rose in the round before (a worklist Bellman-Ford).
     price = np.zeros(n_drivers, dtype=np.float64)
+    dual = assigned_cost.copy()
+    bidders = np.flatnonzero(first_bid[1:] > first_bid[:-1])
     for _ in range(max_rounds):
-        dual = assigned_cost + np.where(matched, price[owner_driver_or_zero], 0.0)
-        best_bid = np.maximum.reduceat(dual[bid_request] - bid_cost, segment_start)
-        new_price = np.zeros(n_drivers, dtype=np.float64)
-        new_price[segment_driver] = np.maximum(best_bid, 0.0)
-        if np.array_equal(new_price, price):
+        if len(bidders) == 0:
             return Duals(dual, price)
-        price = new_price
+        edges = _ranges(first_bid[bidders], first_bid[bidders + 1])
+        bid = dual[bid_request[edges]] - bid_cost[edges]
+        target = bid_driver[edges]
+        raised = bid > price[target]
+        if not raised.any():
+            return Duals(dual, price)
+        target, bid = target[raised], bid[raised]
+        np.maximum.at(price, target, bid)
+        raised_drivers = np.unique(target)
+        raised_owners = owner_request[raised_drivers]
+        has_owner = raised_owners >= 0
+        raised_owners = raised_owners[has_owner]
+        dual[raised_owners] = assigned_cost[raised_owners] + price[raised_drivers[has_owner]]
+        bidders = raised_owners[first_bid[raised_owners + 1] > first_bid[raised_owners]]
     return None
+
+
+def _ranges(starts: IntArray, stops: IntArray) -> IntArray:
+    """The concatenation of arange(start, stop) for each pair."""
+    lengths = stops - starts
+    offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return np.asarray(np.arange(int(lengths.sum()), dtype=np.int64) + offsets, dtype=np.int64)
