@@ -8,11 +8,11 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from dispatch.core.redis import Redis, RegionKeys
+from dispatch.matching.geo_snapshot import read_drivers_async
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +106,5 @@ async def prune_silent(redis: Redis, keys: RegionKeys, silence_s: float) -> int:
 
 async def snapshot(redis: Redis, keys: RegionKeys) -> DriverPositions:
     """Every indexed driver with its position, in one round trip."""
-    rows: list[Any] = await redis.geosearch(
-        keys.drivers_geo,
-        longitude=0.0,
-        latitude=0.0,
-        width=40_075,
-        height=40_075,
-        unit="km",
-        withcoord=True,
-    )
-    ids = [row[0] for row in rows]
-    lng = np.fromiter((row[1][0] for row in rows), dtype=np.float64, count=len(rows))
-    lat = np.fromiter((row[1][1] for row in rows), dtype=np.float64, count=len(rows))
+    ids, lat, lng = await read_drivers_async(redis, keys.drivers_geo)
     return DriverPositions(driver_ids=ids, lat=lat, lng=lng)

@@ -1,9 +1,10 @@
 """The production batch cycle against the real local Redis, and the dense optimum beside it.
 
-One cycle: snapshot the online drivers from `coop:{bench}:drivers:geo` (one `ZRANGE`), find
-candidates in process, compute ETAs, solve (`plan_batch`), and write the offers back in one
-pipelined round trip. Drivers are placed at real Uber pickups, requests at real taxi pickups (each
-jittered by up to ~30 m), so requests crowd Manhattan while the fleet covers the city.
+One cycle: snapshot the online drivers from `coop:{bench}:drivers:geo` (one `GEOSEARCH ...
+WITHHASH`, as the dispatcher does), find candidates in process, compute ETAs, solve
+(`plan_batch`), and write the offers back in one round trip (one hash per batch). Drivers are
+placed at real Uber pickups, requests at real taxi pickups (each jittered by up to ~30 m), so
+requests crowd Manhattan while the fleet covers the city.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from dispatch.core.settings import get_settings
 from dispatch.matching.batch import DriverSnapshot, MatchingSettings, RequestBatch, plan_batch
 from dispatch.matching.candidates import radius_for_wait
 from dispatch.matching.eta import FloatArray, StraightLineEta, haversine_m
-from dispatch.matching.geo_snapshot import BulkRedisConnection, drivers_geo_key, offer_key
+from dispatch.matching.geo_snapshot import (
+    batch_offers_key,
+    drivers_geo_key,
+    read_drivers,
+    write_offers,
+)
 from dispatch.simulation.demand import NYC_BOX, _read_rows
 
 BENCH_REGION = "bench"
@@ -111,21 +117,22 @@ def load_fleet(client: redis.Redis, drivers: DriverSnapshot, region: str = BENCH
 
 
 def run_cycle(
-    connection: BulkRedisConnection,
+    client: redis.Redis,
     key: str,
     requests: RequestBatch,
     settings: MatchingSettings,
     eta: StraightLineEta,
+    batch_id: str,
 ) -> CycleTimes:
     started = time.perf_counter()
     cpu_started = time.process_time()
-    driver_ids, lat, lng = connection.read_drivers(key)
+    driver_ids, lat, lng = read_drivers(client, key)
     n = len(driver_ids)
     drivers = DriverSnapshot(driver_ids, lat, lng, np.zeros(n), np.zeros(n))
     snapshot_done = time.perf_counter()
     plan = plan_batch(requests, drivers, eta, settings)
     plan_done = time.perf_counter()
-    connection.write_offers(BENCH_REGION, plan.assignments, OFFER_TTL_S)
+    write_offers(client, BENCH_REGION, batch_id, plan.assignments, OFFER_TTL_S)
     finished = time.perf_counter()
     cpu_ms = (time.process_time() - cpu_started) * 1000
     return CycleTimes(
@@ -187,35 +194,31 @@ def measure_size(
     eta = StraightLineEta()
     settings = MatchingSettings()
     result = SizeResult(n_requests, n_drivers)
-    with BulkRedisConnection(
-        host=client.connection_pool.connection_kwargs["host"],
-        port=client.connection_pool.connection_kwargs["port"],
-        db=client.connection_pool.connection_kwargs.get("db", 0),
-    ) as connection:
-        for seed in seeds:
-            requests, drivers = make_batch(taxi_path, uber_path, n_requests, n_drivers, seed)
-            key = load_fleet(client, drivers)
-            run_cycle(connection, key, requests, settings, eta)  # warm caches and the tree code
-            for _ in range(cycles_per_seed):
-                result.cycles.append(run_cycle(connection, key, requests, settings, eta))
-            plan = plan_batch(requests, drivers, eta, settings)
-            result.sparse_plan_ms.append(plan.solve_ms)
-            result.sparse_matched.append(len(plan.assignments))
-            result.sparse_cost.append(sum(a.eta_s for a in plan.assignments))
-            if with_dense and seed in dense_seeds:
-                matched, cost, ms = dense_optimum(requests, drivers, eta, settings)
-                result.dense_matched.append(matched)
-                result.dense_cost.append(cost)
-                result.dense_ms.append(ms)
-            client.delete(key, *[offer_key(BENCH_REGION, r) for r in requests.ride_ids])
-            if progress:
-                last = result.cycles[-cycles_per_seed:]
-                print(
-                    f"  {n_requests}x{n_drivers} seed {seed}: cycle median "
-                    f"{np.median([c.total_ms for c in last]):.1f} ms"
-                    + (f", dense {result.dense_ms[-1]:.0f} ms" if result.dense_ms else ""),
-                    flush=True,
-                )
+    for seed in seeds:
+        requests, drivers = make_batch(taxi_path, uber_path, n_requests, n_drivers, seed)
+        key = load_fleet(client, drivers)
+        batch_ids = [f"{seed}-{cycle}" for cycle in range(cycles_per_seed + 1)]
+        run_cycle(client, key, requests, settings, eta, batch_ids[0])  # warm caches and code
+        for batch_id in batch_ids[1:]:
+            result.cycles.append(run_cycle(client, key, requests, settings, eta, batch_id))
+        plan = plan_batch(requests, drivers, eta, settings)
+        result.sparse_plan_ms.append(plan.solve_ms)
+        result.sparse_matched.append(len(plan.assignments))
+        result.sparse_cost.append(sum(a.eta_s for a in plan.assignments))
+        if with_dense and seed in dense_seeds:
+            matched, cost, ms = dense_optimum(requests, drivers, eta, settings)
+            result.dense_matched.append(matched)
+            result.dense_cost.append(cost)
+            result.dense_ms.append(ms)
+        client.delete(key, *[batch_offers_key(BENCH_REGION, b) for b in batch_ids])
+        if progress:
+            last = result.cycles[-cycles_per_seed:]
+            print(
+                f"  {n_requests}x{n_drivers} seed {seed}: cycle median "
+                f"{np.median([c.total_ms for c in last]):.1f} ms"
+                + (f", dense {result.dense_ms[-1]:.0f} ms" if result.dense_ms else ""),
+                flush=True,
+            )
     return result
 
 

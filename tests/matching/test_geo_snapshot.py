@@ -8,11 +8,11 @@ import redis
 
 from dispatch.matching import Assignment
 from dispatch.matching.geo_snapshot import (
-    BulkRedisConnection,
+    batch_offers_key,
     decode_geohash_scores,
     drivers_geo_key,
-    offer_key,
     read_drivers,
+    write_offers,
 )
 
 REDIS_URL = os.environ.get("COOP_REDIS_URL", "redis://127.0.0.1:6379/1")
@@ -23,14 +23,8 @@ REGION = "test-geo-snapshot"
 def client():
     connection = redis.Redis.from_url(REDIS_URL)
     yield connection
-    connection.delete(drivers_geo_key(REGION), *connection.keys(f"coop:{{{REGION}}}:offer:*"))
+    connection.delete(drivers_geo_key(REGION), batch_offers_key(REGION, "b1"))
     connection.close()
-
-
-def bulk_connection(client: redis.Redis) -> BulkRedisConnection:
-    """The same server and database as the redis-py client the test writes through."""
-    kwargs = client.connection_pool.connection_kwargs
-    return BulkRedisConnection(host=kwargs["host"], port=kwargs["port"], db=kwargs.get("db", 0))
 
 
 def test_snapshot_positions_equal_geopos(client):
@@ -42,8 +36,7 @@ def test_snapshot_positions_equal_geopos(client):
         members += [o, a, f"driver-{i}"]
     client.geoadd(key, members)
 
-    with bulk_connection(client) as bulk:
-        ids, snap_lat, snap_lng = bulk.read_drivers(key)
+    ids, snap_lat, snap_lng = read_drivers(client, key)
     assert sorted(ids) == sorted(f"driver-{i}" for i in range(500))
     expected = client.geopos(key, *ids)
     assert np.allclose(snap_lat, [p[1] for p in expected], atol=1e-9)
@@ -51,16 +44,19 @@ def test_snapshot_positions_equal_geopos(client):
     # Within the geohash cell (under a metre) of what was written.
     order = [int(i.split("-")[1]) for i in ids]
     assert np.abs(snap_lat - lat[order]).max() < 1e-5
-    # The redis-py path decodes the same.
-    assert read_drivers(client, key)[0] == ids
+    # The positions are exactly the members' scores, decoded.
+    scores = dict(client.zrange(key, 0, -1, withscores=True))
+    score_lat, score_lng = decode_geohash_scores(np.array([scores[i.encode()] for i in ids]))
+    assert np.array_equal(snap_lat, score_lat) and np.array_equal(snap_lng, score_lng)
 
 
 def test_offers_are_written_with_a_ttl(client):
     offers = [Assignment(f"ride-{i}", f"driver-{i}", 60 + i) for i in range(50)]
-    with bulk_connection(client) as bulk:
-        bulk.write_offers(REGION, offers, ttl_s=30)
-    assert client.get(offer_key(REGION, "ride-7")) == b"driver-7:67"
-    assert 0 < client.ttl(offer_key(REGION, "ride-7")) <= 30
+    write_offers(client, REGION, "b1", offers, ttl_s=30)
+    key = batch_offers_key(REGION, "b1")
+    assert client.hlen(key) == 50
+    assert client.hget(key, "ride-7") == b"driver-7:67"
+    assert 0 < client.ttl(key) <= 30
 
 
 def test_decoding_an_empty_snapshot():
