@@ -23,6 +23,8 @@ from dispatch.matching.solver import Duals, assign_max_matching_min_cost, minima
 # the plan is optimal over every pair within the radii and the ETA cap.
 INITIAL_CANDIDATES_PER_REQUEST = 4
 MAX_WIDENING_ROUNDS = 12
+# How far around a widened request a round re-plans before falling back to its whole component.
+_NEIGHBOURHOOD_HOPS = int(__import__("os").environ.get("HOPS", "2"))
 # Straight-line order on the local projection and great-circle ETAs can disagree by a fraction of
 # a percent; a left-off driver's cost is bounded below with this margin.
 _ORDER_MARGIN = 0.99
@@ -175,11 +177,8 @@ def plan_batch(
             replan[found.request[reduced < 0]] = True
             improved = np.flatnonzero(replan)
         if len(improved):
-            chosen = _solve_changed_components(
+            chosen, duals = _replan(
                 edges, chosen, cost, improved, n_requests, n_drivers, round_number == 0
-            )
-            duals = minimal_request_duals(
-                edges.request, edges.driver, cost, chosen, n_requests, n_drivers, _UNMATCHED_COST
             )
 
         # A left-off driver costs at least its ETA plus the request's own wait-priority term.
@@ -204,7 +203,7 @@ def plan_batch(
     return BatchPlan(assignments, len(edges.request), (perf_counter() - started) * 1000)
 
 
-def _solve_changed_components(
+def _replan(
     edges: _Edges,
     carried: npt.NDArray[np.bool_],
     cost: IntArray,
@@ -212,16 +211,84 @@ def _solve_changed_components(
     n_requests: int,
     n_drivers: int,
     first_round: bool,
+) -> tuple[npt.NDArray[np.bool_], Duals | None]:
+    """The optimal plan after `changed_requests` gained edges, with its duals.
+
+    First the changed requests and the requests a few hops around them are re-planned on their
+    own; the duals of the result certify it optimal for the whole batch or else the connected
+    components of the changed requests are re-solved whole.
+    """
+    if first_round:
+        chosen = assign_max_matching_min_cost(
+            edges.request, edges.driver, cost, n_requests, n_drivers
+        ).edge_used
+        return chosen, _duals(edges, cost, chosen, n_requests, n_drivers)
+    chosen = _solve_neighbourhood(edges, carried, cost, changed_requests, n_requests, n_drivers)
+    duals = _duals(edges, cost, chosen, n_requests, n_drivers)
+    if duals is not None and _certifies_optimal(duals, edges, chosen):
+        return chosen, duals
+    chosen = _solve_changed_components(
+        edges, carried, cost, changed_requests, n_requests, n_drivers
+    )
+    return chosen, _duals(edges, cost, chosen, n_requests, n_drivers)
+
+
+def _duals(
+    edges: _Edges, cost: IntArray, chosen: npt.NDArray[np.bool_], n_requests: int, n_drivers: int
+) -> Duals | None:
+    return minimal_request_duals(
+        edges.request, edges.driver, cost, chosen, n_requests, n_drivers, _UNMATCHED_COST
+    )
+
+
+def _certifies_optimal(duals: Duals, edges: _Edges, chosen: npt.NDArray[np.bool_]) -> bool:
+    """Duals that settled prove the plan optimal when no free driver has a price (nobody would
+    rather have them) and no request's dual exceeds the cost of leaving it unmatched."""
+    held = np.zeros(len(duals.driver), dtype=np.bool_)
+    held[edges.driver[chosen]] = True
+    return not (duals.driver[~held] > 0).any() and not (duals.request > _UNMATCHED_COST).any()
+
+
+def _solve_neighbourhood(
+    edges: _Edges,
+    carried: npt.NDArray[np.bool_],
+    cost: IntArray,
+    changed_requests: IntArray,
+    n_requests: int,
+    n_drivers: int,
+) -> npt.NDArray[np.bool_]:
+    """Re-plan the changed requests and every request that lists a driver they list (and so on,
+    a few hops), over the drivers that are free or held inside that neighbourhood."""
+    holder = np.full(n_drivers, -1, dtype=np.int64)
+    holder[edges.driver[carried]] = edges.request[carried]
+    inside = np.zeros(n_requests, dtype=np.bool_)
+    inside[changed_requests] = True
+    for _ in range(_NEIGHBOURHOOD_HOPS):
+        reachable = np.zeros(n_drivers, dtype=np.bool_)
+        reachable[edges.driver[inside[edges.request]]] = True
+        inside[edges.request[reachable[edges.driver]]] = True
+    driver_holder = holder[edges.driver]
+    usable = inside[edges.request] & ((driver_holder < 0) | inside[np.maximum(driver_holder, 0)])
+    chosen = carried & ~inside[edges.request]
+    chosen[usable] = assign_max_matching_min_cost(
+        edges.request[usable], edges.driver[usable], cost[usable], n_requests, n_drivers
+    ).edge_used
+    return chosen
+
+
+def _solve_changed_components(
+    edges: _Edges,
+    carried: npt.NDArray[np.bool_],
+    cost: IntArray,
+    changed_requests: IntArray,
+    n_requests: int,
+    n_drivers: int,
 ) -> npt.NDArray[np.bool_]:
     """Re-solve only the connected components that contain one of `changed_requests`.
 
     A component without one keeps the optimum it had last round (the assignment problem splits
     over components).
     """
-    if first_round:
-        return assign_max_matching_min_cost(
-            edges.request, edges.driver, cost, n_requests, n_drivers
-        ).edge_used
     n_nodes = n_requests + n_drivers
     graph = coo_matrix(
         (np.ones(len(edges.request)), (edges.request, n_requests + edges.driver)),
