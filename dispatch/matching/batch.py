@@ -269,11 +269,7 @@ def _solve_neighbourhood(
         inside[edges.request[reachable[edges.driver]]] = True
     driver_holder = holder[edges.driver]
     usable = inside[edges.request] & ((driver_holder < 0) | inside[np.maximum(driver_holder, 0)])
-    chosen = carried & ~inside[edges.request]
-    chosen[usable] = assign_max_matching_min_cost(
-        edges.request[usable], edges.driver[usable], cost[usable], n_requests, n_drivers
-    ).edge_used
-    return chosen
+    return _reassign(edges, carried, cost, inside[edges.request], usable, n_requests, n_drivers)
 
 
 def _solve_changed_components(
@@ -298,9 +294,22 @@ def _solve_changed_components(
     changed = np.zeros(component.max() + 1, dtype=np.bool_)
     changed[component[changed_requests]] = True
     resolve = changed[component[edges.request]]
-    chosen = carried & ~resolve
-    chosen[resolve] = assign_max_matching_min_cost(
-        edges.request[resolve], edges.driver[resolve], cost[resolve], n_requests, n_drivers
+    return _reassign(edges, carried, cost, resolve, resolve, n_requests, n_drivers)
+
+
+def _reassign(
+    edges: _Edges,
+    carried: npt.NDArray[np.bool_],
+    cost: IntArray,
+    released: npt.NDArray[np.bool_],
+    usable: npt.NDArray[np.bool_],
+    n_requests: int,
+    n_drivers: int,
+) -> npt.NDArray[np.bool_]:
+    """The carried plan with the pairs on `released` edges replaced by the optimum over `usable`."""
+    chosen = carried & ~released
+    chosen[usable] = assign_max_matching_min_cost(
+        edges.request[usable], edges.driver[usable], cost[usable], n_requests, n_drivers
     ).edge_used
     return np.asarray(chosen, dtype=np.bool_)
 
