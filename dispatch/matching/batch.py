@@ -28,6 +28,9 @@ _NEIGHBOURHOOD_HOPS = int(__import__("os").environ.get("HOPS", "2"))
 # Straight-line order on the local projection and great-circle ETAs can disagree by a fraction of
 # a percent; a left-off driver's cost is bounded below with this margin.
 _ORDER_MARGIN = 0.99
+# For the same reason a list whose farthest driver is this far beyond the radius holds every
+# driver within it.
+_BEYOND_RADIUS = 1.02
 _UNMATCHED_COST = 1e9
 
 
@@ -349,23 +352,16 @@ def _search(
     """Candidate edges for the given requests, whether each list is complete, and a lower bound
     on the pickup ETA of any driver left off each list."""
     query_size = list_size[request_indices] + excluded.per_request[request_indices]
-    # One tree query per (radius, list size) group: radii come from a short schedule.
-    radii, radius_of = np.unique(radius_m[request_indices], return_inverse=True)
-    size_range = int(query_size.max(initial=0)) + 1
-    group_keys, group_of = np.unique(
-        radius_of.ravel() * size_range + query_size, return_inverse=True
-    )
-    groups = {
-        (float(radii[key // size_range]), int(key % size_range)): np.flatnonzero(group_of == g)
-        for g, key in enumerate(group_keys.tolist())
-    }
-
+    # One tree query per list size, out to the group's widest radius; each request's own radius
+    # is applied to the pairs afterwards.
+    sizes, group_of = np.unique(query_size, return_inverse=True)
     parts: list[tuple[IntArray, IntArray, IntArray]] = []
     exhausted = np.zeros(len(request_indices), dtype=np.bool_)
-    for (radius, size), positions in groups.items():
+    for g, size in enumerate(sizes.tolist()):
+        positions = np.flatnonzero(group_of == g)
         members = request_indices[positions]
         point_of, driver_of = index.nearest_within(
-            requests.lat[members], requests.lng[members], radius, size
+            requests.lat[members], requests.lng[members], float(radius_m[members].max()), size
         )
         found_per_point = np.bincount(point_of, minlength=len(members))
         exhausted[positions] = (found_per_point < size) | (size >= index.size)
@@ -403,13 +399,16 @@ def _search(
     left_off_eta_s = np.zeros(len(request_indices), dtype=np.float64)
     if len(request_of):
         # Drivers left off a list are no nearer than its farthest one. A request whose farthest
-        # listed driver is already beyond the ETA cap cannot usefully widen.
+        # listed driver is already beyond the ETA cap or its radius cannot usefully widen.
         last_of_run = np.flatnonzero(np.append(request_of[1:] != request_of[:-1], True))
         last_listed_of = np.searchsorted(request_indices, request_of[last_of_run])
         left_off_eta_s[last_listed_of] = _eta_at_least(
             eta, distance_m[last_of_run], eta_s[last_of_run]
         )
         exhausted[last_listed_of] |= eta_s[last_of_run] > settings.max_pickup_eta_s
+        exhausted[last_listed_of] |= (
+            distance_m[last_of_run] > radius_m[request_of[last_of_run]] * _BEYOND_RADIUS
+        )
 
     return _SearchResult(
         _Edges(request_of[allowed], driver_of[allowed], eta_s[allowed], rank[allowed]),
