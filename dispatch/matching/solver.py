@@ -45,8 +45,9 @@ def assign_max_matching_min_cost(
     An unmatched cost above what any augmenting path (at most min(requests, drivers) + 1 pairs)
     can add makes one more match always win over any saving in cost, but such large costs slow the
     solver down. So the solve first uses 2 * max cost + 1, which already makes every augmenting
-    path of up to two pairs worth taking, and keeps that answer when it matches as many requests
-    as a maximum matching (Hopcroft-Karp) does: among maximum matchings it then has least cost.
+    path of up to two pairs worth taking, and keeps that answer when it matches every request or
+    as many as a maximum matching (Hopcroft-Karp) does: among maximum matchings it then has least
+    cost.
     """
     n_edges = len(cost)
     if n_edges == 0:
@@ -60,7 +61,8 @@ def assign_max_matching_min_cost(
     graph = _NodeGraph(request_node_of, driver_node_of, len(request_nodes), len(driver_nodes))
     largest = int(cost.max())
     edge_used = _solve_doubled(graph, cost, 2 * largest + 1)
-    if int(edge_used.sum()) < _maximum_matching_size(graph):
+    matched = int(edge_used.sum())
+    if matched < graph.n_left and matched < _maximum_matching_size(graph):
         edge_used = _solve_doubled(
             graph, cost, (largest + 1) * (min(graph.n_left, graph.n_right) + 1)
         )
