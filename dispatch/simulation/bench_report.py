@@ -32,11 +32,13 @@ def cycle_section(cycle: dict[str, Any]) -> list[str]:
     lines = [
         "## Batch cycle against the real Redis",
         "",
-        "One cycle = `ZRANGE coop:{bench}:drivers:geo 0 -1 WITHSCORES` (the whole fleet in one"
-        " round trip, geohash scores decoded with array arithmetic) → k-d tree candidates →"
+        "One cycle = `GEOSEARCH coop:{bench}:drivers:geo FROMLONLAT 0 0 BYBOX 40075 40075 km"
+        " WITHHASH` (the whole fleet in one round trip with integer geohash scores, decoded with"
+        " array arithmetic; the dispatcher's own snapshot call) → k-d tree candidates →"
         " straight-line ETAs → OR-Tools linear sum assignment with LP-dual-guided widening"
-        " (`plan_batch`) → one pipelined write of"
-        " `SET coop:{bench}:offer:<ride_id> <driver>:<eta> EX 30` per offer. Drivers sit at real"
+        " (`plan_batch`) → one round trip writing the batch's offers as one hash"
+        " `coop:{bench}:offers:<batch>` (ride → `<driver>:<eta>`) that expires after 30 s."
+        " Drivers sit at real"
         " Uber pickups, requests at real taxi pickups (≈30 m jitter);"
         " requests have waited 0–60 s (all three radius steps), 5% have one declined driver."
         " Times are wall-clock over every cycle of every seed, after one warm-up cycle per seed;"
@@ -66,13 +68,18 @@ def cycle_section(cycle: dict[str, Any]) -> list[str]:
         "How `plan_batch` stays exact while touching few pairs: each request first lists its 4"
         " nearest drivers (more when requests outnumber drivers) from a k-d tree built once per"
         " batch; OR-Tools' `SimpleLinearSumAssignment` solves max-matches-then-min-cost on a"
-        " doubled graph (every request may stay unmatched at a cost above any augmenting path);"
-        " then the smallest LP duals of that assignment are computed (driver prices by a"
-        " longest-path relaxation). A request whose dual exceeds the cheapest ETA any driver left"
-        " off its list could have is the only place a better plan can hide, so only those lists"
-        " grow (×2, ×4 if unmatched) and only the connected components they touch are re-solved."
-        " When no request is flagged, the plan is optimal over *every* pair within the radii and"
-        " the ETA cap (exactly so for the straight-line model, whose ETA grows with distance).",
+        " doubled graph where every request may stay unmatched (first at a small cost, 2 × the"
+        " largest ETA + 1, kept when Hopcroft-Karp confirms the matching is maximum, else at a"
+        " cost above any augmenting path). Then the smallest LP duals of the plan are computed"
+        " (driver prices by a worklist longest-path relaxation). A request whose dual exceeds the"
+        " cheapest ETA any driver left off its list could have is the only place a better plan"
+        " can hide, so only those lists grow (×2, ×4 if unmatched). A new pair that prices"
+        " negative under the duals marks its request for re-planning; the round re-plans the"
+        " two-hop neighbourhood of those requests and keeps it when the new duals certify it"
+        " optimal for the whole batch (no free driver priced), else it re-solves their connected"
+        " components whole. When no request is flagged, the plan is optimal over *every* pair"
+        " within the radii and the ETA cap (exactly so for the straight-line model, whose ETA"
+        " grows with distance).",
         "",
         "### Against the dense optimum",
         "",
