@@ -114,9 +114,7 @@ def _solve_doubled(graph: _NodeGraph, cost: IntArray, unmatched_cost: int) -> np
         raise SolverError(f"assignment returned {status.name}")
 
     mate = np.fromiter(map(solver.right_mate, range(n_left)), np.int64, n_left)
-    matched_request = np.flatnonzero(mate < n_right)
-    chosen_keys = matched_request * n_right + mate[matched_request]
-    return np.isin(graph.left_of * n_right + graph.right_of, chosen_keys)
+    return np.asarray(mate[graph.left_of] == graph.right_of, dtype=np.bool_)
 
 
 @dataclass(frozen=True)
