@@ -424,9 +424,15 @@ class _Exclusions:
     n_drivers: int
 
     def blocks(self, request_of: IntArray, driver_of: IntArray) -> npt.NDArray[np.bool_]:
+        blocked = np.zeros(len(request_of), dtype=np.bool_)
         if len(self.pair_keys) == 0:
-            return np.zeros(len(request_of), dtype=np.bool_)
-        return np.isin(request_of * self.n_drivers + driver_of, self.pair_keys)
+            return blocked
+        # Few requests exclude anyone: only their pairs are looked up.
+        check = np.flatnonzero(self.per_request[request_of] > 0)
+        blocked[check] = np.isin(
+            request_of[check] * self.n_drivers + driver_of[check], self.pair_keys
+        )
+        return blocked
 
 
 def _exclusions(excluded: Sequence[frozenset[str]], driver_ids: Sequence[str]) -> _Exclusions:
