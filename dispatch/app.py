@@ -57,7 +57,6 @@ def create_app(
         )
         state.ws_limiter = ConnectionLimiter()
         state.driving_gate = None
-        state.metrics_location_updates = lambda: None
         for hook in app_hooks:
             hook(app)
         await state.event_hub.start()

@@ -178,6 +178,7 @@ class ApiMetrics:
             "Driver positions accepted from WebSockets",
             registry=self.registry,
         )
+        self.received_last = 0
         self.indexed_last = 0
         self.location_indexed = Counter(
             "coop_location_updates_indexed",
@@ -192,6 +193,9 @@ class ApiMetrics:
         state = self.state
         index = getattr(state, "location_index", None)
         if index is not None:
+            # Counted by the index, per position, and carried over here at scrape time.
+            self.location_updates.inc(index.updates_received - self.received_last)
+            self.received_last = index.updates_received
             self.location_indexed.inc(index.updates_indexed - self.indexed_last)
             self.indexed_last = index.updates_indexed
         settings = state.settings
@@ -231,7 +235,6 @@ def install_api_metrics(app: FastAPI) -> None:
     state = app.state
     metrics = ApiMetrics(state)
     state.metrics = metrics
-    state.metrics_location_updates = metrics.location_updates.inc
     # In `serve` mode the dispatcher loop runs in this process and reports here too.
     state.on_cycle = DispatcherMetrics(metrics.registry).observe
     if any(getattr(route, "path", None) == "/metrics" for route in app.router.routes):

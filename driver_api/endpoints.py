@@ -213,8 +213,13 @@ async def _location(connection: Connection, message: dict[str, Any]) -> None:
     if not connection.state.get("online"):
         connection.error("offline", "go online before streaming positions", message)
         return
-    flushed = state.location_index.update(connection.user_id, *point)
-    state.metrics_location_updates()
+    # The ack goes out from the write that indexes the position: the read loop does not wait.
+    if "id" in message:
+        state.location_index.update(
+            connection.member, point[0], point[1], _acknowledge, (connection, message["id"])
+        )
+    else:
+        state.location_index.update(connection.member, point[0], point[1])
     ride = connection.state.get("ride")
     if ride is not None and ride[1] is not None:
         await publish_ephemeral(
@@ -222,9 +227,18 @@ async def _location(connection: Connection, message: dict[str, Any]) -> None:
             ride[1],
             {"type": "driver.location", "ride_id": str(ride[0]), "lat": point[0], "lng": point[1]},
         )
-    if "id" in message:
-        await flushed.wait()
-        connection.send({"type": "location.ack", "id": message["id"]})
+
+
+def _acknowledge(request: tuple[Connection, Any], indexed: bool) -> None:
+    connection, message_id = request
+    if indexed:
+        connection.send({"type": "location.ack", "id": message_id})
+    else:
+        connection.error(
+            "retry",
+            "a backing service failed; send it again",
+            {"type": "location", "id": message_id},
+        )
 
 
 async def _status(connection: Connection, message: dict[str, Any]) -> None:

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     ws_max_connections_per_user: int = 3
     ws_messages_per_second: int = 20
     ws_allowed_origins: str = ""
-    location_flush_ms: float = 5.0
+    location_flush_ms: float = 0.0
 
     dispatcher_metrics_host: str = "127.0.0.1"
     dispatcher_metrics_port: int = 9108

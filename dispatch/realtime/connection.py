@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 from starlette.websockets import WebSocketState
@@ -42,6 +43,22 @@ REPLAY_LIMIT = 1000
 Handler = Callable[["Connection", dict[str, Any]], Awaitable[None]]
 
 
+def loads(raw: str) -> Any:
+    """Parse a client frame: orjson, else the standard library, which also takes `NaN`,
+    `Infinity` and integers past 64 bits, so what is accepted and refused stays the same."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def dumps(message: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(message).decode()
+    except TypeError:  # an integer past 64 bits, a non-string key
+        return json.dumps(message)
+
+
 class ConnectionLimiter:
     """Caps one user's sockets on this process."""
 
@@ -56,6 +73,7 @@ class Connection:
     def __init__(self, websocket: WebSocket, claims: TokenClaims, settings: Settings) -> None:
         self.websocket = websocket
         self.claims = claims
+        self.member = str(claims.user_id)  # the driver's member name in the geo index
         self.settings = settings
         self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(
             maxsize=settings.ws_send_queue
@@ -94,8 +112,7 @@ class Connection:
                     message[key] = request[key]
         self.send(message)
 
-    def allow_message(self) -> bool:
-        now = time.monotonic()
+    def allow_message(self, now: float) -> bool:
         rate = self.settings.ws_messages_per_second
         self._tokens = min(rate * 2, self._tokens + (now - self._refilled) * rate)
         self._refilled = now
@@ -226,11 +243,13 @@ async def _pump_live(
 
 
 async def _write(connection: Connection) -> None:
+    outbox = connection.outbox
+    send_text = connection.websocket.send_text
     while True:
-        message = await connection.outbox.get()
+        message = await outbox.get()  # no suspension while frames are queued
         if message is None:
             return
-        await connection.websocket.send_text(json.dumps(message))
+        await send_text(dumps(message))
 
 
 async def _heartbeat(connection: Connection) -> None:
@@ -268,8 +287,9 @@ async def _read(connection: Connection, on_message: Handler) -> None:
         if len(raw) > limit:
             await _close(connection, CLOSE_TOO_BIG, f"frames are limited to {limit} bytes")
             return
-        connection.last_heard = time.monotonic()
-        if not connection.allow_message():
+        now = time.monotonic()
+        connection.last_heard = now
+        if not connection.allow_message(now):
             flood_strikes += 1
             if flood_strikes > connection.settings.ws_messages_per_second * 5:
                 await _close(connection, CLOSE_POLICY, "message flood")
@@ -278,7 +298,7 @@ async def _read(connection: Connection, on_message: Handler) -> None:
             continue
         flood_strikes = 0
         try:
-            message = json.loads(raw)
+            message = loads(raw)
         except ValueError:
             connection.error("bad_message", "not valid JSON")
             continue
