@@ -70,9 +70,10 @@ async def test_members_vote_a_commission_cut_and_the_next_receipt_shows_it(
             "/v1/driver/status", json={"status": "online"}, headers=driving.headers
         )
         assert online.status_code == 200, online.text
-        await app.state.location_index.update(
+        app.state.location_index.update(
             uuid.UUID(driving.id), TIMES_SQUARE["lat"], TIMES_SQUARE["lng"]
-        ).wait()
+        )
+        await app.state.location_index.flush()
         ride = await client.post(
             "/v1/rider/rides", json={"quote_id": fresh["id"]}, headers=rider.headers
         )
