@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     ws_messages_per_second: int = 20
     ws_allowed_origins: str = ""
     location_flush_ms: float = 0.0
+    gc_freeze: bool = True
 
     dispatcher_metrics_host: str = "127.0.0.1"
     dispatcher_metrics_port: int = 9108
