@@ -57,16 +57,49 @@ def assign_max_matching_min_cost(
 
     # Number only the nodes that have edges: the solver's work grows with the node count.
     request_nodes, request_node_of = np.unique(request_of, return_inverse=True)
-    driver_nodes, driver_node_of = np.unique(driver_of, return_inverse=True)
-    graph = _NodeGraph(request_node_of, driver_node_of, len(request_nodes), len(driver_nodes))
+    n_left = len(request_nodes)
+    # A driver only one request lists is that request's to take: it leaves the graph and its
+    # cheapest such driver becomes the request's cost of staying off the shared drivers.
+    private = np.bincount(driver_of, minlength=n_drivers)[driver_of] == 1
+    fallback = _cheapest_per_request(np.flatnonzero(private), request_node_of, cost, n_left)
+    has_fallback = fallback >= 0
+    shared = np.flatnonzero(~private)
+    driver_nodes, driver_node_of = np.unique(driver_of[shared], return_inverse=True)
+    graph = _NodeGraph(request_node_of[shared], driver_node_of, n_left, len(driver_nodes))
+    shared_cost = cost[shared]
     largest = int(cost.max())
-    edge_used = _solve_doubled(graph, cost, 2 * largest + 1)
-    matched = int(edge_used.sum())
-    if matched < graph.n_left and matched < _maximum_matching_size(graph):
-        edge_used = _solve_doubled(
-            graph, cost, (largest + 1) * (min(graph.n_left, graph.n_right) + 1)
-        )
+
+    def solve(unmatched_cost: int) -> npt.NDArray[np.bool_]:
+        stay_cost = np.where(has_fallback, cost[np.maximum(fallback, 0)], unmatched_cost)
+        return _solve_doubled(graph, shared_cost, stay_cost)
+
+    shared_used = solve(2 * largest + 1)
+    on_shared = np.zeros(n_left, dtype=np.bool_)
+    on_shared[graph.left_of[shared_used]] = True
+    matched = int((on_shared | has_fallback).sum())
+    if matched < n_left and matched < _maximum_matching_size(request_node_of, driver_of):
+        shared_used = solve((largest + 1) * (n_left + 1))
+        on_shared[:] = False
+        on_shared[graph.left_of[shared_used]] = True
+
+    edge_used = np.zeros(n_edges, dtype=np.bool_)
+    edge_used[shared[shared_used]] = True
+    edge_used[fallback[has_fallback & ~on_shared]] = True
     return SparseAssignment(edge_used, int(cost[edge_used].sum()))
+
+
+def _cheapest_per_request(
+    edges: IntArray, request_node_of: IntArray, cost: IntArray, n_left: int
+) -> IntArray:
+    """For each request node, its cheapest edge among `edges`, or -1."""
+    cheapest = np.full(n_left, -1, dtype=np.int64)
+    if len(edges) == 0:
+        return cheapest
+    order = edges[np.lexsort((cost[edges], request_node_of[edges]))]
+    requests = request_node_of[order]
+    first = order[np.append(True, requests[1:] != requests[:-1])]
+    cheapest[request_node_of[first]] = first
+    return cheapest
 
 
 @dataclass(frozen=True)
@@ -77,16 +110,19 @@ class _NodeGraph:
     n_right: int
 
 
-def _maximum_matching_size(graph: _NodeGraph) -> int:
+def _maximum_matching_size(request_node_of: IntArray, driver_of: IntArray) -> int:
+    _, driver_node_of = np.unique(driver_of, return_inverse=True)
     adjacency = csr_matrix(
-        (np.ones(len(graph.left_of), np.int8), (graph.left_of, graph.right_of)),
-        shape=(graph.n_left, graph.n_right),
+        (np.ones(len(driver_of), np.int8), (request_node_of, driver_node_of)),
+        shape=(int(request_node_of.max()) + 1, int(driver_node_of.max()) + 1),
     )
     mate = maximum_bipartite_matching(adjacency, perm_type="column")
     return int((mate >= 0).sum())
 
 
-def _solve_doubled(graph: _NodeGraph, cost: IntArray, unmatched_cost: int) -> npt.NDArray[np.bool_]:
+def _solve_doubled(graph: _NodeGraph, cost: IntArray, stay_cost: IntArray) -> npt.NDArray[np.bool_]:
+    """Which edges the optimal assignment uses, where each request may instead stay off the
+    graph's drivers at its `stay_cost`."""
     n_left, n_right, n_edges = graph.n_left, graph.n_right, len(cost)
     left = np.concatenate(
         [graph.left_of, np.arange(n_left), n_left + np.arange(n_right), n_left + graph.right_of]
@@ -97,7 +133,7 @@ def _solve_doubled(graph: _NodeGraph, cost: IntArray, unmatched_cost: int) -> np
     arc_cost = np.concatenate(
         [
             cost,
-            np.full(n_left, unmatched_cost, np.int64),
+            stay_cost.astype(np.int64),
             np.zeros(n_right, np.int64),
             np.zeros(n_edges, np.int64),
         ]

@@ -236,3 +236,16 @@ def test_solver_keeps_the_maximum_matching_when_its_augmenting_path_is_expensive
     result = assign_max_matching_min_cost(request_of, driver_of, cost, 3, 3)
     assert result.edge_used.tolist() == [False, False, True, True, True]
     assert result.total_cost == 3000
+
+
+def test_solver_gives_a_request_its_own_driver_when_the_shared_one_is_needed_elsewhere():
+    # d0 is wanted by both requests; d1 and d2 only by r0 (the cheaper, d1, is r0's fallback);
+    # r2 lists only d3, its own.
+    from dispatch.matching.solver import assign_max_matching_min_cost
+
+    request_of = np.array([0, 0, 0, 1, 2])
+    driver_of = np.array([0, 1, 2, 0, 3])
+    cost = np.array([10, 20, 25, 30, 5])
+    result = assign_max_matching_min_cost(request_of, driver_of, cost, 3, 4)
+    assert result.edge_used.tolist() == [False, True, False, True, True]
+    assert result.total_cost == 55
