@@ -106,7 +106,10 @@ class Connection:
         self.seq += 1
         framed = {**message, "seq": self.seq}
         if self.outbox.full():
+            # The client reads too slowly: the oldest frames make room for the notice and this one
+            # (dropping one only made room for the notice, and this put raised QueueFull).
             with contextlib.suppress(asyncio.QueueEmpty):
+                self.outbox.get_nowait()
                 self.outbox.get_nowait()
             self.outbox.put_nowait({"type": "resync", "reason": "send queue overflowed"})
         self.outbox.put_nowait(framed)
