@@ -2,8 +2,9 @@
 fixed rates (open loop), latency from send to `location.ack`.
 
     python -m loadtests.ingest --target coop --rates 2000,4000,8000 --connections 1000
-    python -m loadtests.ingest --target bare ...      # the one-GEOADD-per-message baseline
-    python -m loadtests.ingest --target coop --apis 2  # two API processes, connections split
+    python -m loadtests.ingest --target bare ...          # the one-GEOADD-per-message baseline
+    python -m loadtests.ingest --target bare-grouped ...  # the grouped-GEOADD baseline
+    python -m loadtests.ingest --target coop --apis 2 --generators 2  # connections split
 
 It starts the servers itself (on the load-test database, see `loadtests.run`), connects every
 driver (token, `status online`), then offers each rate for `--step-seconds`, sending on a fixed
