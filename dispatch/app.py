@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -18,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatch.core.database import create_engine, create_sessionmaker
 from dispatch.core.errors import install_error_handlers
+from dispatch.core.heap import freeze_startup_heap
 from dispatch.core.log_privacy import install_log_privacy
 from dispatch.core.nul_guard import RejectNulMiddleware
 from dispatch.core.openapi import document_auth_errors
@@ -63,11 +63,7 @@ def create_app(
         await state.event_hub.start()
         await state.location_index.start()
         if settings.gc_freeze:
-            # What startup built lives as long as the process. Frozen, the collector's full
-            # passes skip it (about 150,000 objects, tens of ms each), which otherwise showed up
-            # as the latency tail of every socket under load.
-            gc.collect()
-            gc.freeze()
+            freeze_startup_heap()
         dispatcher = (
             asyncio.create_task(dispatch_forever(state, settings, state.eta))
             if with_dispatcher

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from dispatch.app import create_app, default_eta
 from dispatch.core.database import create_engine, create_sessionmaker, transaction
+from dispatch.core.heap import freeze_startup_heap
 from dispatch.core.redis import create_redis
 from dispatch.core.settings import Settings, get_settings
 from dispatch.demo import DemoLogin, seed_demo
@@ -35,6 +36,8 @@ async def run_dispatcher(settings: Settings) -> None:
     start_dispatcher_metrics(
         state, settings.dispatcher_metrics_host, settings.dispatcher_metrics_port
     )
+    if settings.gc_freeze:
+        freeze_startup_heap()
     try:
         await dispatch_forever(state, settings, default_eta(settings))
     finally:

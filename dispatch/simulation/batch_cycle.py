@@ -18,6 +18,7 @@ import numpy.typing as npt
 import redis
 from scipy.optimize import linear_sum_assignment
 
+from dispatch.core.heap import freeze_startup_heap
 from dispatch.core.settings import get_settings
 from dispatch.matching.batch import DriverSnapshot, MatchingSettings, RequestBatch, plan_batch
 from dispatch.matching.candidates import radius_for_wait
@@ -194,6 +195,7 @@ def measure_size(
     eta = StraightLineEta()
     settings = MatchingSettings()
     result = SizeResult(n_requests, n_drivers)
+    freeze_startup_heap()  # as the dispatcher process does once it has started
     for seed in seeds:
         requests, drivers = make_batch(taxi_path, uber_path, n_requests, n_drivers, seed)
         key = load_fleet(client, drivers)
