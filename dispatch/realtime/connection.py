@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 from starlette.websockets import WebSocketState
@@ -31,11 +32,6 @@ from dispatch.events.hub import RESYNC
 from dispatch.events.models import Event
 from dispatch.events.outbox import event_message
 
-try:
-    import orjson
-except ImportError:  # a venv installed from a lock that does not pin it yet: the stdlib only
-    orjson = None  # type: ignore[assignment]
-
 log = logging.getLogger(__name__)
 
 CLOSE_POLICY = 1008
@@ -49,22 +45,25 @@ Handler = Callable[["Connection", dict[str, Any]], Awaitable[None]]
 
 def loads(raw: str) -> Any:
     """Parse a client frame: orjson, else the standard library, which also takes `NaN`,
-    `Infinity` and integers past 64 bits, so what is accepted and refused stays the same."""
-    if orjson is not None:
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(raw)
+    `Infinity` and integers past 64 bits, so what is accepted and refused stays the same.
+
+    Raises ValueError for anything that is not JSON, nesting too deep included.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
 
 
 def dumps(message: dict[str, Any]) -> str:
-    if orjson is not None:
-        try:
-            return orjson.dumps(message).decode()
-        except TypeError:  # an integer past 64 bits, a non-string key
-            pass
-    return json.dumps(message)
+    try:
+        return orjson.dumps(message).decode()
+    except TypeError:  # an integer past 64 bits, a non-string key
+        return json.dumps(message)
 
 
 class ConnectionLimiter:

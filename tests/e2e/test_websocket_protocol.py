@@ -100,6 +100,9 @@ async def test_malformed_messages_get_errors_and_the_socket_survives(base: str) 
     await socket.wait_for("hello")
     await socket.connection.send("{not json")
     assert (await socket.wait_for("error", error="bad_message"))["detail"] == "not valid JSON"
+    await socket.connection.send("[" * 2000 + "]" * 2000)  # deeper than either parser recurses
+    await asyncio.sleep(0.3)
+    assert len([m for m in socket.of_type("error") if m["error"] == "bad_message"]) == 2
     await socket.connection.send("[1, 2]")
     await socket.send({"type": "teleport"})
     await socket.wait_for("error", error="unknown_type")
