@@ -89,7 +89,11 @@ def write_offers(
     if not assignments:
         return
     key = batch_offers_key(region, batch_id)
+    fields: list[str] = []
+    for a in assignments:
+        fields += (a.ride_id, f"{a.driver_id}:{a.eta_s}")
+    # Raw commands: redis-py's `hset(mapping=...)` costs more than Redis does for 2,000 fields.
     pipe = client.pipeline(transaction=False)
-    pipe.hset(key, mapping={a.ride_id: f"{a.driver_id}:{a.eta_s}" for a in assignments})
-    pipe.expire(key, ttl_s)
+    pipe.execute_command("HSET", key, *fields)  # type: ignore[no-untyped-call]
+    pipe.execute_command("EXPIRE", key, ttl_s)  # type: ignore[no-untyped-call]
     pipe.execute()
