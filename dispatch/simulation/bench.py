@@ -380,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 
         saved = pickle.loads(args.render.read_bytes())
         if args.redo_cycle:
+            saved["report"]["cycle_started"] = time.strftime("%F %T %Z")
             saved["report"]["cycle_load_start"] = load_average()
             saved["report"]["cycle"] = run_cycle_benchmark(saved["settings"], data)
             saved["report"]["cycle_load_end"] = load_average()
@@ -390,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"load_start": load_average(), "started": time.strftime("%F %T %Z")}
 
     if not args.skip_cycle:
+        report["cycle_started"] = report["started"]
         report["cycle_load_start"] = load_average()
         report["cycle"] = run_cycle_benchmark(settings, data)
         report["cycle_load_end"] = load_average()

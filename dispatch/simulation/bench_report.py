@@ -286,8 +286,15 @@ def write(
     if "cycle" in report:
         lines += cycle_section(report["cycle"])
         if "cycle_load_start" in report:
+            started = report.get("cycle_started")
             lines += [
-                f"Load average during this section: {report['cycle_load_start']} at its start,"
+                (
+                    f"Measured from {started} (`--render <raw results> --redo-cycle` re-measures"
+                    " this section alone). "
+                    if started
+                    else ""
+                )
+                + f"Load average during this section: {report['cycle_load_start']} at its start,"
                 f" {report['cycle_load_end']} at its end.",
                 "",
             ]
