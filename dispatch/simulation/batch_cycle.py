@@ -40,8 +40,9 @@ _DISALLOWED_COST = 1e9
 
 
 def bench_redis() -> redis.Redis:
-    """The Redis of COOP_REDIS_URL (the private one `make bench` starts)."""
-    return redis.Redis.from_url(get_settings().redis_url)
+    """The Redis of COOP_REDIS_URL (the private one `make bench` starts), with replies decoded
+    to text as the dispatcher's client has them."""
+    return redis.Redis.from_url(get_settings().redis_url, decode_responses=True)
 
 
 @dataclass(frozen=True)
