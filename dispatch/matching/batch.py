@@ -24,7 +24,7 @@ from dispatch.matching.solver import Duals, assign_max_matching_min_cost, minima
 INITIAL_CANDIDATES_PER_REQUEST = 4
 MAX_WIDENING_ROUNDS = 12
 # How far around a widened request a round re-plans before falling back to its whole component.
-_NEIGHBOURHOOD_HOPS = int(__import__("os").environ.get("HOPS", "2"))
+_NEIGHBOURHOOD_HOPS = 2
 # Straight-line order on the local projection and great-circle ETAs can disagree by a fraction of
 # a percent; a left-off driver's cost is bounded below with this margin.
 _ORDER_MARGIN = 0.99
@@ -129,7 +129,7 @@ def plan_batch(
     initial_list = max(INITIAL_CANDIDATES_PER_REQUEST, -(-4 * n_requests // n_drivers))
     list_size = np.full(n_requests, initial_list, dtype=np.int64)
     to_search = np.flatnonzero(radius_m > 0)
-    exhausted = np.zeros(n_requests, dtype=np.bool_)
+    exhausted = radius_m <= 0  # cannot search yet: nothing to widen
     left_off_eta_s = np.zeros(n_requests, dtype=np.float64)
     edges = _Edges(*(np.zeros(0, np.int64) for _ in range(4)))
     chosen = np.zeros(0, dtype=np.bool_)
@@ -227,7 +227,16 @@ def _replan(
         ).edge_used
         return chosen, _duals(edges, cost, chosen, n_requests, n_drivers)
     chosen = _solve_neighbourhood(edges, carried, cost, changed_requests, n_requests, n_drivers)
-    duals = _duals(edges, cost, chosen, n_requests, n_drivers)
+    duals = minimal_request_duals(
+        edges.request,
+        edges.driver,
+        cost,
+        chosen,
+        n_requests,
+        n_drivers,
+        _UNMATCHED_COST,
+        give_up_on_free_driver=True,
+    )
     if duals is not None and _certifies_optimal(duals, edges, chosen):
         return chosen, duals
     chosen = _solve_changed_components(
@@ -398,14 +407,14 @@ def _search(
     allowed &= ~excluded.blocks(request_of, driver_of)
     left_off_eta_s = np.zeros(len(request_indices), dtype=np.float64)
     if len(request_of):
-        # Drivers left off a list are no nearer than its farthest one. A request whose farthest
-        # listed driver is already beyond the ETA cap or its radius cannot usefully widen.
+        # Drivers left off a list are no nearer than its farthest one. A request whose left-off
+        # drivers are all beyond the ETA cap or its radius cannot usefully widen.
         last_of_run = np.flatnonzero(np.append(request_of[1:] != request_of[:-1], True))
         last_listed_of = np.searchsorted(request_indices, request_of[last_of_run])
         left_off_eta_s[last_listed_of] = _eta_at_least(
             eta, distance_m[last_of_run], eta_s[last_of_run]
         )
-        exhausted[last_listed_of] |= eta_s[last_of_run] > settings.max_pickup_eta_s
+        exhausted[last_listed_of] |= left_off_eta_s[last_listed_of] > settings.max_pickup_eta_s
         exhausted[last_listed_of] |= (
             distance_m[last_of_run] > radius_m[request_of[last_of_run]] * _BEYOND_RADIUS
         )

@@ -169,7 +169,7 @@ def minimal_request_duals(
     n_requests: int,
     n_drivers: int,
     unmatched_cost: float,
-    max_rounds: int = 200,
+    give_up_on_free_driver: bool = False,
 ) -> Duals | None:
     """The smallest LP dual `u` per request that proves an assignment optimal on its edges.
 
@@ -178,7 +178,11 @@ def minimal_request_duals(
     Prices start at zero and rise to the least fixpoint (a longest-path relaxation that converges
     when the assignment is optimal). Any pair (r, d) *left out* of the edge list with
     `cost(r, d) >= u[r]` could not improve the assignment, which lets the caller certify a sparse
-    candidate list against the full one. Returns None if the prices have not settled in time.
+    candidate list against the full one.
+
+    Returns None if the prices do not settle within the longest alternating path (one round per
+    request, and so never for an optimal assignment), or, with `give_up_on_free_driver`, as soon
+    as a free driver is priced, which already shows the assignment is not optimal.
     """
     owner_driver = np.full(n_requests, -1, dtype=np.int64)
     assigned_cost = np.full(n_requests, unmatched_cost, dtype=np.float64)
@@ -201,7 +205,7 @@ def minimal_request_duals(
     price = np.zeros(n_drivers, dtype=np.float64)
     dual = assigned_cost.copy()
     bidders = np.flatnonzero(first_bid[1:] > first_bid[:-1])
-    for _ in range(max_rounds):
+    for _ in range(n_requests + 2):
         if len(bidders) == 0:
             return Duals(dual, price)
         edges = _ranges(first_bid[bidders], first_bid[bidders + 1])
@@ -215,6 +219,8 @@ def minimal_request_duals(
         raised_drivers = np.unique(target)
         raised_owners = owner_request[raised_drivers]
         has_owner = raised_owners >= 0
+        if give_up_on_free_driver and not has_owner.all():
+            return None
         raised_owners = raised_owners[has_owner]
         dual[raised_owners] = assigned_cost[raised_owners] + price[raised_drivers[has_owner]]
         bidders = raised_owners[first_bid[raised_owners + 1] > first_bid[raised_owners]]

@@ -249,3 +249,25 @@ def test_solver_gives_a_request_its_own_driver_when_the_shared_one_is_needed_els
     result = assign_max_matching_min_cost(request_of, driver_of, cost, 3, 4)
     assert result.edge_used.tolist() == [False, True, False, True, True]
     assert result.total_cost == 55
+
+
+def test_a_far_driver_with_a_fast_road_is_found_past_slow_near_ones():
+    # Road ETAs need not grow with distance: six drivers 1.9-2 km south are 1,900-1,990 s away
+    # (past the 1,800 s cap), one 2.5 km north is 250 s away. The search must widen past the slow
+    # ones instead of calling the list complete.
+    from dispatch.matching.eta import haversine_m
+
+    class OneFastRoad:
+        min_seconds_per_metre = 0.1
+
+        def seconds(self, lat1, lng1, lat2, lng2):
+            metres = haversine_m(lat1, lng1, lat2, lng2)
+            return metres * np.where(np.asarray(lat1) > ORIGIN_LAT, 0.1, 1.0)
+
+    metres_north = np.array([-1900, -1920, -1940, -1960, -1980, -1990, 2500.0])
+    lat = ORIGIN_LAT + np.degrees(metres_north / EARTH_RADIUS_M)
+    drivers = DriverSnapshot(
+        [f"d{i}" for i in range(7)], lat, np.full(7, ORIGIN_LNG), np.zeros(7), np.zeros(7)
+    )
+    plan = plan_batch(requests_at([0.0]), drivers, OneFastRoad(), MatchingSettings())
+    assert pairs(plan) == {"r0": ("d6", 250)}
