@@ -226,8 +226,25 @@ def _replan(
             edges.request, edges.driver, cost, n_requests, n_drivers
         ).edge_used
         return chosen, _duals(edges, cost, chosen, n_requests, n_drivers)
-    chosen = _solve_neighbourhood(edges, carried, cost, changed_requests, n_requests, n_drivers)
-    duals = minimal_request_duals(
+    released, usable = _neighbourhood(edges, carried, changed_requests, n_requests, n_drivers)
+    chosen = _reassign(edges, carried, cost, released, usable, n_requests, n_drivers)
+    duals = _duals(edges, cost, chosen, n_requests, n_drivers, give_up_on_free_driver=True)
+    if duals is not None and _certifies_optimal(duals, edges, chosen):
+        return chosen, duals
+    resolve = _changed_components(edges, changed_requests, n_requests, n_drivers)
+    chosen = _reassign(edges, carried, cost, resolve, resolve, n_requests, n_drivers)
+    return chosen, _duals(edges, cost, chosen, n_requests, n_drivers)
+
+
+def _duals(
+    edges: _Edges,
+    cost: IntArray,
+    chosen: npt.NDArray[np.bool_],
+    n_requests: int,
+    n_drivers: int,
+    give_up_on_free_driver: bool = False,
+) -> Duals | None:
+    return minimal_request_duals(
         edges.request,
         edges.driver,
         cost,
@@ -235,21 +252,7 @@ def _replan(
         n_requests,
         n_drivers,
         _UNMATCHED_COST,
-        give_up_on_free_driver=True,
-    )
-    if duals is not None and _certifies_optimal(duals, edges, chosen):
-        return chosen, duals
-    chosen = _solve_changed_components(
-        edges, carried, cost, changed_requests, n_requests, n_drivers
-    )
-    return chosen, _duals(edges, cost, chosen, n_requests, n_drivers)
-
-
-def _duals(
-    edges: _Edges, cost: IntArray, chosen: npt.NDArray[np.bool_], n_requests: int, n_drivers: int
-) -> Duals | None:
-    return minimal_request_duals(
-        edges.request, edges.driver, cost, chosen, n_requests, n_drivers, _UNMATCHED_COST
+        give_up_on_free_driver,
     )
 
 
@@ -261,16 +264,16 @@ def _certifies_optimal(duals: Duals, edges: _Edges, chosen: npt.NDArray[np.bool_
     return not (duals.driver[~held] > 0).any() and not (duals.request > _UNMATCHED_COST).any()
 
 
-def _solve_neighbourhood(
+def _neighbourhood(
     edges: _Edges,
     carried: npt.NDArray[np.bool_],
-    cost: IntArray,
     changed_requests: IntArray,
     n_requests: int,
     n_drivers: int,
-) -> npt.NDArray[np.bool_]:
-    """Re-plan the changed requests and every request that lists a driver they list (and so on,
-    a few hops), over the drivers that are free or held inside that neighbourhood."""
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(released, usable) edges for re-planning the changed requests and every request that
+    lists a driver they list (and so on, a few hops), over the drivers that are free or held
+    inside that neighbourhood."""
     holder = np.full(n_drivers, -1, dtype=np.int64)
     holder[edges.driver[carried]] = edges.request[carried]
     inside = np.zeros(n_requests, dtype=np.bool_)
@@ -280,19 +283,15 @@ def _solve_neighbourhood(
         reachable[edges.driver[inside[edges.request]]] = True
         inside[edges.request[reachable[edges.driver]]] = True
     driver_holder = holder[edges.driver]
-    usable = inside[edges.request] & ((driver_holder < 0) | inside[np.maximum(driver_holder, 0)])
-    return _reassign(edges, carried, cost, inside[edges.request], usable, n_requests, n_drivers)
+    released = inside[edges.request]
+    usable = released & ((driver_holder < 0) | inside[np.maximum(driver_holder, 0)])
+    return released, usable
 
 
-def _solve_changed_components(
-    edges: _Edges,
-    carried: npt.NDArray[np.bool_],
-    cost: IntArray,
-    changed_requests: IntArray,
-    n_requests: int,
-    n_drivers: int,
+def _changed_components(
+    edges: _Edges, changed_requests: IntArray, n_requests: int, n_drivers: int
 ) -> npt.NDArray[np.bool_]:
-    """Re-solve only the connected components that contain one of `changed_requests`.
+    """The edges of the connected components that contain one of `changed_requests`.
 
     A component without one keeps the optimum it had last round (the assignment problem splits
     over components).
@@ -305,8 +304,7 @@ def _solve_changed_components(
     _, component = connected_components(graph, directed=False)
     changed = np.zeros(component.max() + 1, dtype=np.bool_)
     changed[component[changed_requests]] = True
-    resolve = changed[component[edges.request]]
-    return _reassign(edges, carried, cost, resolve, resolve, n_requests, n_drivers)
+    return np.asarray(changed[component[edges.request]], dtype=np.bool_)
 
 
 def _reassign(
