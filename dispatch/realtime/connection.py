@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
-CLOSE_TRY_AGAIN = 1013
 CLOSE_HEARTBEAT = 4408
+CLOSE_REPLACED = 4409
 REPLAY_LIMIT = 1000
 
 Handler = Callable[["Connection", dict[str, Any]], Awaitable[None]]
@@ -67,13 +67,31 @@ def dumps(message: dict[str, Any]) -> str:
 
 
 class ConnectionLimiter:
-    """Caps one user's sockets on this process."""
+    """Caps one user's sockets on this process. Past the cap the newest socket wins: an app that
+    reconnects after its network changed must not wait for its dead socket's heartbeat to lapse."""
 
     def __init__(self) -> None:
-        self.open: dict[uuid.UUID, int] = defaultdict(int)
+        self.open: dict[uuid.UUID, list[Connection]] = defaultdict(list)
 
     def total(self) -> int:
-        return sum(self.open.values())
+        return sum(len(sockets) for sockets in self.open.values())
+
+    def admit(self, connection: Connection, cap: int) -> list[Connection]:
+        """Count `connection` in; returns the oldest sockets it pushes past the cap."""
+        sockets = self.open[connection.user_id]
+        sockets.append(connection)
+        excess = max(0, len(sockets) - max(1, cap))
+        replaced, sockets[:] = sockets[:excess], sockets[excess:]
+        return replaced
+
+    def release(self, connection: Connection) -> None:
+        sockets = self.open.get(connection.user_id)
+        if sockets is None:
+            return
+        if connection in sockets:
+            sockets.remove(connection)
+        if not sockets:
+            del self.open[connection.user_id]
 
 
 class Connection:
@@ -89,6 +107,8 @@ class Connection:
         self.last_event_id = 0
         self.last_heard = time.monotonic()
         self.state: dict[str, Any] = {}
+        self.reader: asyncio.Task[None] | None = None
+        self.replaced = False
         self._tokens = float(settings.ws_messages_per_second * 2)
         self._refilled = time.monotonic()
 
@@ -173,12 +193,9 @@ async def serve(
     if claims is None:
         return
     limiter: ConnectionLimiter = app_state.ws_limiter
-    if limiter.open[claims.user_id] >= settings.ws_max_connections_per_user:
-        await websocket.accept()
-        await websocket.close(code=CLOSE_TRY_AGAIN, reason="too many connections for this user")
-        return
-    limiter.open[claims.user_id] += 1
     connection = Connection(websocket, claims, settings)
+    for replaced in limiter.admit(connection, settings.ws_max_connections_per_user):
+        await _replace(replaced)
     channel = RegionKeys(settings.region).user_channel(claims.user_id)
     try:
         await websocket.accept()
@@ -195,18 +212,30 @@ async def serve(
                 asyncio.create_task(_write(connection)),
                 asyncio.create_task(_heartbeat(connection)),
             ]
+            # The reader is a task of its own so that a newer socket can stop it.
+            reader = connection.reader = asyncio.create_task(_read(connection, on_message))
+            if connection.replaced:  # while it was still setting up
+                await _replace(connection)
             try:
-                await _read(connection, on_message)
+                await asyncio.wait({reader})
             finally:
-                for task in tasks:
+                for task in [*tasks, reader]:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(*tasks, reader, return_exceptions=True)
+            if not reader.cancelled() and (error := reader.exception()) is not None:
+                raise error
     except WebSocketDisconnect:
         pass
     finally:
-        limiter.open[claims.user_id] -= 1
-        if limiter.open[claims.user_id] <= 0:
-            del limiter.open[claims.user_id]
+        limiter.release(connection)
+
+
+async def _replace(connection: Connection) -> None:
+    """Close a socket a newer one of the same user replaces, even if its peer is gone."""
+    connection.replaced = True
+    await _close(connection, CLOSE_REPLACED, "replaced by a newer connection of this user")
+    if connection.reader is not None:
+        connection.reader.cancel()
 
 
 def _after_param(websocket: WebSocket) -> int | None:

@@ -127,16 +127,64 @@ async def test_malformed_messages_get_errors_and_the_socket_survives(base: str) 
     await socket.close()
 
 
-async def test_connections_per_user_are_capped(base: str) -> None:
+async def test_a_new_socket_past_the_cap_replaces_the_oldest(base: str) -> None:
     rider = register(base, "rider", "Many Tabs")
     first = await Socket.open(base, "/v1/rider/ws", rider["token"])
-    second = await Socket.open(base, "/v1/rider/ws", rider["token"])
     await first.wait_for("hello")
+    second = await Socket.open(base, "/v1/rider/ws", rider["token"])
     await second.wait_for("hello")
-    code, reason, _ = await closed_with(base, "/v1/rider/ws", rider["token"])
-    assert code == 1013 and reason and "too many" in reason
-    await first.close()
-    await second.close()
+    third = await Socket.open(base, "/v1/rider/ws", rider["token"])
+    await third.wait_for("hello")
+    await asyncio.wait_for(first._reader, 5)
+    assert first.close_code == 4409 and first.close_reason and "replaced" in first.close_reason
+    for socket in (second, third):
+        await socket.send({"type": "nonsense"})
+        await socket.wait_for("error", error="unknown_type")
+        assert socket.close_code is None
+        await socket.close()
+
+
+async def _close_code_of(reader: asyncio.StreamReader) -> int:
+    """Read server frames (unmasked) until the close frame; its status code."""
+    while True:
+        opcode, length = await reader.readexactly(2)
+        if length == 126:
+            length = int.from_bytes(await reader.readexactly(2), "big")
+        payload = await reader.readexactly(length)
+        if opcode & 0x0F == 0x8:
+            return int.from_bytes(payload[:2], "big")
+
+
+async def test_a_dead_socket_is_replaced_without_waiting_for_its_heartbeat(base: str) -> None:
+    """A phone that lost its network never answers the close: its socket still goes."""
+    driver = register(base, "driver", "Tunnel Driver")
+    host, port = base.removeprefix("http://").split(":")
+    dead = []
+    for _ in range(2):  # the cap here is 2 per user
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            (
+                "GET /v1/driver/ws HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"Authorization: Bearer {driver['token']}\r\n\r\n"
+            ).encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101")
+        dead.append((reader, writer))  # never answered again
+    fresh = await Socket.open(base, "/v1/driver/ws", driver["token"])
+    await fresh.wait_for("hello")
+    await fresh.send({"type": "status", "status": "online"})
+    await fresh.wait_for("status", status="online")
+    oldest = dead[0]
+    assert await asyncio.wait_for(_close_code_of(oldest[0]), 5) == 4409
+    # The server gives up on the close reply and drops the connection (uvicorn waits 10 s).
+    assert await asyncio.wait_for(oldest[0].read(), 15) == b""
+    assert fresh.close_code is None
+    await fresh.close()
+    for _, writer in dead:
+        writer.close()
 
 
 async def test_silent_clients_are_dropped_after_missed_heartbeats(base: str) -> None:
