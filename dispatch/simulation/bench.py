@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -132,12 +132,13 @@ def run_job(job: SimJob) -> dict[str, Any]:
     scenario = _scenario(job.trips, job.trip_shapes, job.start, job.end, job.fleet, job.seed)
     policy = policy_named(job.policy, job.fairness_weight)
     started = time.perf_counter()
+    shadow = job.regime == "uber-day" and job.policy == "batched"
     result = simulate(
         scenario.demand,
         scenario.start_lat,
         scenario.start_lng,
         policy,
-        scenario.config,
+        replace(scenario.config, shadow_greedy=shadow),
         _eta(job.eta, job.road_graph),
     )
     row: dict[str, Any] = {"job": job, "summary": summarize(result).as_dict()}
@@ -147,6 +148,12 @@ def run_job(job: SimJob) -> dict[str, Any]:
     row["hour"] = hour
     row["pickup_eta_s"] = result.pickup_eta_s
     row["served"] = result.served
+    if shadow:
+        row["paired"] = (
+            np.array(result.paired_request, dtype=np.int64),
+            np.array(result.paired_batched_eta_s),
+            np.array(result.paired_greedy_eta_s),
+        )
     if job.keep_detail:
         row["waits"] = result.pickup_wait_s[result.served]
         row["earnings"] = result.driver_earned_cents
@@ -286,6 +293,30 @@ def surplus_pickup_eta(regime: Regime, policy: str) -> list[float]:
         quiet = np.flatnonzero(per_hour < np.median(per_hour))
         in_quiet = np.isin(row["hour"], quiet) & row["served"]
         values.append(float(np.mean(row["pickup_eta_s"][in_quiet])))
+    return values
+
+
+def surplus_paired_eta(regime: Regime) -> list[dict[str, float]]:
+    """Per seed, over the quiet hours' batches: the plan's pickup ETAs against nearest-first in
+    arrival order on the same drivers, over the requests both would give a driver."""
+    values = []
+    for row in regime.by_policy("batched"):
+        request, batched_s, greedy_s = row["paired"]
+        per_hour = np.array(row["requests_per_hour"])
+        quiet = np.isin(row["hour"][request], np.flatnonzero(per_hour < np.median(per_hour)))
+        both = quiet & ~np.isnan(batched_s) & ~np.isnan(greedy_s)
+        contested = both & (batched_s != greedy_s)
+        values.append(
+            {
+                "batched_s": float(np.mean(batched_s[both])),
+                "greedy_s": float(np.mean(greedy_s[both])),
+                "change_pct": 100 * float(np.sum(batched_s[both]) / np.sum(greedy_s[both]) - 1),
+                "decisions": int(both.sum()),
+                "differing_pct": 100 * float(contested.sum() / max(1, both.sum())),
+                "only_batched": int((quiet & ~np.isnan(batched_s) & np.isnan(greedy_s)).sum()),
+                "only_greedy": int((quiet & np.isnan(batched_s) & ~np.isnan(greedy_s)).sum()),
+            }
+        )
     return values
 
 

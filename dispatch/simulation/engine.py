@@ -2,10 +2,12 @@
 
 Drivers drive to the pickup and then to the dropoff at the ETA model's speed and become free where
 they drop off. Each offer is declined with probability `decline_share`; the declining driver is
-then excluded for that request. A request nobody has accepted `search_timeout_s` after it was made
-is abandoned. Greedy policies react to every event (a request, a driver freeing up, a request's
-radius widening); batched policies call `plan_batch`, the production code, every
-`batch_interval_s` of simulated time.
+then excluded for that request. Whether a driver declines a request is drawn once per (seed,
+request, driver), so that every policy meets the same answers (common random numbers: a comparison
+of policies is not blurred by declines falling differently). A request nobody has accepted
+`search_timeout_s` after it was made is abandoned. Greedy policies react to every event (a request,
+a driver freeing up, a request's radius widening); batched policies call `plan_batch`, the
+production code, every `batch_interval_s` of simulated time.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from dispatch.matching.batch import DriverSnapshot, MatchingSettings, RequestBatch, plan_batch
+from dispatch.matching.batch import (
+    Assignment,
+    DriverSnapshot,
+    MatchingSettings,
+    RequestBatch,
+    plan_batch,
+)
 from dispatch.matching.candidates import radius_for_wait
 from dispatch.matching.eta import EtaModel, FloatArray, StraightLineEta, haversine_m
 from dispatch.simulation.demand import Demand
@@ -64,6 +72,8 @@ class SimulationConfig:
     search_timeout_s: float = 300.0
     batch_interval_s: float = 2.0
     matching: MatchingSettings = field(default_factory=MatchingSettings)
+    # Batched policies: also decide every batch nearest-first in arrival order, for comparison.
+    shadow_greedy: bool = False
 
 
 @dataclass
@@ -80,6 +90,11 @@ class SimulationResult:
     batch_requests: list[int] = field(default_factory=list)
     batch_drivers: list[int] = field(default_factory=list)
     batch_edges: list[int] = field(default_factory=list)
+    # With `shadow_greedy`, one row per request per batch: the plan's pickup ETA and the one
+    # nearest-first in arrival order would give on the same drivers (NaN: no driver).
+    paired_request: list[int] = field(default_factory=list)
+    paired_batched_eta_s: list[float] = field(default_factory=list)
+    paired_greedy_eta_s: list[float] = field(default_factory=list)
 
 
 class _Event(IntEnum):
@@ -104,7 +119,6 @@ class _Fleet:
         trip_m: FloatArray,
     ) -> None:
         self.demand, self.eta, self.config = demand, eta, config
-        self.rng = np.random.default_rng([config.seed, 2])
         self.lat, self.lng = start_lat.copy(), start_lng.copy()
         n = len(start_lat)
         self.free_at = np.zeros(n)
@@ -125,7 +139,7 @@ class _Fleet:
         self.excluded: list[set[int]] = [set() for _ in range(len(demand))]
 
     def accepts(self, request: int, driver: int) -> bool:
-        if self.rng.random() < self.config.decline_share:
+        if _uniform(self.config.seed, request, driver) < self.config.decline_share:
             self.excluded[request].add(driver)
             return False
         return True
@@ -159,6 +173,18 @@ class _Fleet:
             demand.dropoff_lng[request],
         )
         self.open[request] = False
+
+
+_MASK = (1 << 64) - 1
+
+
+def _uniform(seed: int, request: int, driver: int) -> float:
+    """A uniform draw in [0, 1) fixed by its arguments (splitmix64's finaliser)."""
+    x = seed * 0x9E3779B97F4A7C15 + request * 0xBF58476D1CE4E5B9 + driver * 0xD6E8FEB86659FD93
+    x &= _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return (x ^ (x >> 31)) / 2.0**64
 
 
 def simulate(
@@ -345,6 +371,8 @@ def _dispatch_batch(
     )
     plan = plan_batch(requests, drivers, fleet.eta, settings)
     result = fleet.result
+    if fleet.config.shadow_greedy:
+        _record_shadow_greedy(fleet, now, waiting, free, plan.assignments, settings)
     result.batch_solve_ms.append(plan.solve_ms)
     result.batch_requests.append(len(waiting))
     result.batch_drivers.append(len(free))
@@ -353,3 +381,34 @@ def _dispatch_batch(
         request, driver = int(assignment.ride_id), int(assignment.driver_id)
         if fleet.accepts(request, driver):
             fleet.commit(now, request, driver, float(assignment.eta_s))
+
+
+def _record_shadow_greedy(
+    fleet: _Fleet,
+    now: float,
+    waiting: npt.NDArray[np.int64],
+    free: npt.NDArray[np.int64],
+    assignments: list[Assignment],
+    settings: MatchingSettings,
+) -> None:
+    """What nearest-first in arrival order would pick on this batch's drivers, beside the plan."""
+    demand, result = fleet.demand, fleet.result
+    planned = {int(a.ride_id): float(a.eta_s) for a in assignments}
+    taken = np.zeros(len(free), dtype=np.bool_)
+    radius = radius_for_wait(now - demand.request_s[waiting], settings.radius_schedule_m)
+    for request, radius_m in zip(waiting.tolist(), radius.tolist(), strict=True):
+        lat, lng = demand.pickup_lat[request], demand.pickup_lng[request]
+        distance = haversine_m(fleet.lat[free], fleet.lng[free], lat, lng)
+        pickup_s = np.rint(fleet.eta.seconds(fleet.lat[free], fleet.lng[free], lat, lng))
+        excluded = np.isin(free, list(fleet.excluded[request]))
+        eligible = (
+            ~taken & ~excluded & (distance <= radius_m) & (pickup_s <= settings.max_pickup_eta_s)
+        )
+        greedy_s = np.nan
+        if eligible.any():
+            nearest = int(np.flatnonzero(eligible)[np.argmin(pickup_s[eligible])])
+            taken[nearest] = True
+            greedy_s = float(pickup_s[nearest])
+        result.paired_request.append(request)
+        result.paired_batched_eta_s.append(planned.get(request, np.nan))
+        result.paired_greedy_eta_s.append(greedy_s)

@@ -8,8 +8,16 @@ import pytest
 
 from dispatch.matching import StraightLineEta
 from dispatch.simulation.cli import build_scenario, main, run_policy
-from dispatch.simulation.demand import TripShapes, load_demand
-from dispatch.simulation.engine import BATCHED, GREEDY_NEAREST, GREEDY_OLDEST, batched_fair
+from dispatch.simulation.demand import Demand, TripShapes, load_demand
+from dispatch.simulation.engine import (
+    BATCHED,
+    GREEDY_NEAREST,
+    GREEDY_OLDEST,
+    SimulationConfig,
+    _uniform,
+    batched_fair,
+    simulate,
+)
 from dispatch.simulation.metrics import gini, lowest_decile_share
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -94,3 +102,49 @@ def test_command_line_prints_one_row_per_policy(capsys):
     assert code == 0
     table = capsys.readouterr().out
     assert "| greedy-nearest |" in table and "| batched |" in table
+
+
+def _line_demand(pickup_lng: list[float], request_s: list[float]) -> Demand:
+    """Requests on the 40.75° parallel, so that positions are metres along one line."""
+    n = len(pickup_lng)
+    lat = np.full(n, 40.75)
+    lng = np.array(pickup_lng)
+    return Demand(
+        window_start=datetime(2014, 4, 4),
+        window_s=60.0,
+        request_s=np.array(request_s),
+        pickup_lat=lat,
+        pickup_lng=lng,
+        dropoff_lat=lat,
+        dropoff_lng=lng + 0.01,
+        vehicle_start_lat=lat,
+        vehicle_start_lng=lng,
+    )
+
+
+def test_shadow_greedy_records_nearest_first_beside_the_plan():
+    # One degree of longitude here is about 84.3 km: drivers 600 m east and 700 m west of the
+    # first pickup, the second pickup 1,000 m east. Nearest-first gives the first rider the
+    # driver the second one needs (600 + 1,700 m); the plan crosses them (700 + 400 m).
+    metre = 1 / 84_300
+    demand = _line_demand([-73.98, -73.98 + 1000 * metre], [0.5, 1.0])
+    driver_lng = np.array([-73.98 + 600 * metre, -73.98 - 700 * metre])
+    config = SimulationConfig(fleet_size=2, decline_share=0.0, shadow_greedy=True)
+    eta = StraightLineEta()
+    result = simulate(demand, np.full(2, 40.75), driver_lng, BATCHED, config, eta)
+    assert result.paired_request == [0, 1]
+    batched, greedy = np.array(result.paired_batched_eta_s), np.array(result.paired_greedy_eta_s)
+    assert batched.sum() < 0.6 * greedy.sum()
+    assert greedy[1] > greedy[0] and batched[1] < batched[0]
+    assert result.served.all()
+
+
+def test_decline_draws_are_fixed_per_pair_and_uniform():
+    # Drawn from (seed, request, driver), not from a stream: the order in which a policy makes its
+    # offers cannot change who declines, so every policy meets the same drivers' answers.
+    draws = np.array([_uniform(3, r, d) for r in range(200) for d in range(50)])
+    assert np.array_equal(draws, [_uniform(3, r, d) for r in range(200) for d in range(50)])
+    assert np.all((draws >= 0) & (draws < 1))
+    assert np.histogram(draws, bins=10, range=(0, 1))[0].min() > 900
+    assert _uniform(3, 1, 2) != _uniform(4, 1, 2)
+    assert _uniform(3, 1, 2) != _uniform(3, 2, 1)
