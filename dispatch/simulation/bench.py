@@ -39,6 +39,7 @@ DEFAULT_OUT = REPO / "docs" / "benchmarks"
 TAXI_FILE = "nyc_yellow_taxi_2013-01-01_debs2015_sample.csv"
 UBER_FILE = "nyc_uber_pickups_2014-04-01_to_04-12_B02512_B02598.csv"
 ROAD_GRAPH_DIR = "manhattan_road_graph"
+SURPLUS = "uber-day-more-seeds"
 
 GREEDY_POLICIES = ("greedy-oldest", "greedy-nearest")
 WEIGHTED_POLICIES = ("batched-fair", "batched-priority")
@@ -58,6 +59,7 @@ class BenchSettings:
     calibration_fleets: tuple[int, ...]
     uber_window: tuple[datetime, datetime]
     uber_fleet: int
+    surplus_seeds: tuple[int, ...]  # greedy-nearest vs batched in the quiet hours: a small effect
     fairness_weights: tuple[float, ...]
     workers: int
 
@@ -72,6 +74,7 @@ FULL = BenchSettings(
     calibration_fleets=(1400, 1700, 2000, 2200, 2400, 2700, 3000),
     uber_window=(datetime(2014, 4, 4), datetime(2014, 4, 5)),
     uber_fleet=400,
+    surplus_seeds=tuple(range(20)),
     fairness_weights=(2.0, 4.0, 8.0),
     workers=2,
 )
@@ -86,6 +89,7 @@ QUICK = BenchSettings(
     calibration_fleets=(800, 1200, 1600, 2400),
     uber_window=(datetime(2014, 4, 4, 0), datetime(2014, 4, 4, 8)),
     uber_fleet=400,
+    surplus_seeds=(0, 1, 2),
     fairness_weights=(1.0, 4.0),
     workers=2,
 )
@@ -132,7 +136,7 @@ def run_job(job: SimJob) -> dict[str, Any]:
     scenario = _scenario(job.trips, job.trip_shapes, job.start, job.end, job.fleet, job.seed)
     policy = policy_named(job.policy, job.fairness_weight)
     started = time.perf_counter()
-    shadow = job.regime == "uber-day" and job.policy == "batched"
+    shadow = job.regime in ("uber-day", SURPLUS) and job.policy == "batched"
     result = simulate(
         scenario.demand,
         scenario.start_lat,
@@ -475,12 +479,24 @@ def main(argv: list[str] | None = None) -> int:
                 SimJob("uber-day", uber_path, taxi_path, *uber_window, settings.uber_fleet, seed,
                        policy, weight, "straight", graph, seed == settings.seeds[0])
             )  # fmt: skip
+    surplus = Regime(SURPLUS, f"{regimes['uber-day'].description}, quiet hours")
+    for seed in settings.surplus_seeds:
+        if seed not in settings.seeds:
+            for policy in ("greedy-nearest", "batched"):
+                jobs.append(
+                    SimJob(SURPLUS, uber_path, taxi_path, *uber_window, settings.uber_fleet,
+                           seed, policy, 0.0, "straight", graph, False)
+                )  # fmt: skip
     # Longest runs first so the two processes finish together.
-    jobs.sort(key=lambda j: (j.policy.startswith("greedy"), j.regime != "uber-day"))
+    jobs.sort(key=lambda j: (j.policy.startswith("greedy"), j.regime not in ("uber-day", SURPLUS)))
     for row in run_jobs(jobs, settings.workers, "policy comparison"):
-        regimes[row["job"].regime].rows.append(row)
+        (surplus if row["job"].regime == SURPLUS else regimes[row["job"].regime]).rows.append(row)
+    surplus.rows += [
+        r for r in regimes["uber-day"].rows if r["job"].policy in ("greedy-nearest", "batched")
+    ]
 
     report["regimes"] = regimes
+    report["surplus"] = surplus
     report["load_end"] = load_average()
     report["elapsed_s"] = time.perf_counter() - started
     from dispatch.simulation import bench_report

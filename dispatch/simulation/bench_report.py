@@ -389,26 +389,18 @@ def target_section(report: dict[str, Any], settings: BenchSettings) -> list[str]
                 f"| {'yes' if gap['ok'] else 'no'} |"
             )
     uber = regimes["uber-day"]
-    greedy_eta = bench.surplus_pickup_eta(uber, "greedy-nearest")
-    batched_eta = bench.surplus_pickup_eta(uber, "batched")
-    change = [100 * (b / g - 1) for b, g in zip(batched_eta, greedy_eta, strict=True)]
+    surplus: Regime = report.get("surplus") or uber
+    greedy_eta = bench.surplus_pickup_eta(surplus, "greedy-nearest")
+    batched_eta = bench.surplus_pickup_eta(surplus, "batched")
+    change = np.array([100 * (b / g - 1) for b, g in zip(batched_eta, greedy_eta, strict=True)])
+    error = change.std(ddof=1) / np.sqrt(len(change)) if len(change) > 1 else float("nan")
     lines.append(
         "| surplus hours (hours with fewer requests than the median hour): batched lowers mean"
-        f" pickup ETA | greedy-nearest {bench.spread(greedy_eta, 0)} s, batched"
-        f" {bench.spread(batched_eta, 0)} s: {bench.spread(change, 2)}% "
-        f"| {'yes' if np.median(change) < 0 else 'no'} (noise: the policies' fleets drift apart) |"
-    )
-    paired = bench.surplus_paired_eta(uber)
-    paired_change = [p["change_pct"] for p in paired]
-    decisions = bench.spread([p["decisions"] for p in paired], 0)
-    lines.append(
-        "| surplus hours, the same batches: the plan's pickup ETA against nearest-first in arrival"
-        " order on the same drivers | "
-        f"{bench.spread([p['greedy_s'] for p in paired], 1)} s → "
-        f"{bench.spread([p['batched_s'] for p in paired], 1)} s: "
-        f"{bench.spread(paired_change, 3)}% over {decisions}"
-        f" decisions, {bench.spread([p['differing_pct'] for p in paired], 2)}% of them differ "
-        f"| {'yes' if max(paired_change) < 0 else 'no'} |"
+        f" pickup ETA | over {len(change)} seeds: greedy-nearest {bench.spread(greedy_eta, 0)} s,"
+        f" batched {bench.spread(batched_eta, 0)} s: {bench.spread(list(change), 2)}%; mean"
+        f" {change.mean():+.2f}% ± {error:.2f} (standard error); lower on"
+        f" {int((change < 0).sum())} of {len(change)} seeds "
+        f"| {'yes' if np.median(change) < 0 and change.mean() < 0 else 'no'} |"
     )
     base_gini = uber.metric("batched", "earnings_gini")
     base_decile = uber.metric("batched", "lowest_decile_share_pct")
@@ -457,5 +449,27 @@ def target_section(report: dict[str, Any], settings: BenchSettings) -> list[str]
                     f" cost within 1% | {size.sparse_matched[i]:,} vs {size.dense_matched[i]:,}"
                     f" matched, cost gap {gap:+.3f}% | {'yes' if same and gap <= 1 else 'no'} |"
                 )
-    lines.append("")
+    lines += ["", *same_batches_note(surplus), ""]
     return lines
+
+
+def same_batches_note(surplus: Regime) -> list[str]:
+    """Why the surplus-hour gain is small: on the same batches, the plan and nearest-first agree."""
+    bench = _bench()
+    paired = bench.surplus_paired_eta(surplus)
+    if not paired:
+        return []
+    differing = bench.spread([p["differing_pct"] for p in paired], 2)
+    more = bench.spread([p["only_batched"] - p["only_greedy"] for p in paired], 0)
+    longer = bench.spread([p["change_pct"] for p in paired], 2)
+    return [
+        "Why the surplus-hour gain is small: every `batched` run above also decided each of its"
+        " batches nearest-first in arrival order on the same free drivers (the greedy rule, given"
+        " the same moment). In the quiet hours the two pick a different driver in only"
+        f" {differing}% of the decisions, because a 2-second batch there rarely holds two"
+        " requests that want the same driver. Where they differ, the plan gives a driver to"
+        f" {more} more riders over the quiet hours than nearest-first would, and the riders"
+        f" both would serve get pickups {longer}% longer, which is the price of serving the"
+        " extra ones. The lower mean pickup ETA over whole runs is what those few different"
+        " decisions do to where the fleet is later; it is small, hence the 20 seeds.",
+    ]
