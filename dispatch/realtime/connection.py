@@ -107,8 +107,6 @@ class Connection:
         self.last_event_id = 0
         self.last_heard = time.monotonic()
         self.state: dict[str, Any] = {}
-        self.reader: asyncio.Task[None] | None = None
-        self.replaced = False
         self._tokens = float(settings.ws_messages_per_second * 2)
         self._refilled = time.monotonic()
 
@@ -194,11 +192,11 @@ async def serve(
         return
     limiter: ConnectionLimiter = app_state.ws_limiter
     connection = Connection(websocket, claims, settings)
-    for replaced in limiter.admit(connection, settings.ws_max_connections_per_user):
-        await _replace(replaced)
     channel = RegionKeys(settings.region).user_channel(claims.user_id)
     try:
         await websocket.accept()
+        for replaced in limiter.admit(connection, settings.ws_max_connections_per_user):
+            _replace(replaced)
         async with app_state.event_hub.listen(channel, settings.ws_send_queue) as live:
             after = _after_param(websocket)
             connection.send({"type": "hello", "user_id": str(claims.user_id), "role": role})
@@ -212,30 +210,31 @@ async def serve(
                 asyncio.create_task(_write(connection)),
                 asyncio.create_task(_heartbeat(connection)),
             ]
-            # The reader is a task of its own so that a newer socket can stop it.
-            reader = connection.reader = asyncio.create_task(_read(connection, on_message))
-            if connection.replaced:  # while it was still setting up
-                await _replace(connection)
             try:
-                await asyncio.wait({reader})
+                await _read(connection, on_message)
             finally:
-                for task in [*tasks, reader]:
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, reader, return_exceptions=True)
-            if not reader.cancelled() and (error := reader.exception()) is not None:
-                raise error
+                await asyncio.gather(*tasks, return_exceptions=True)
     except WebSocketDisconnect:
         pass
     finally:
         limiter.release(connection)
 
 
-async def _replace(connection: Connection) -> None:
-    """Close a socket a newer one of the same user replaces, even if its peer is gone."""
-    connection.replaced = True
-    await _close(connection, CLOSE_REPLACED, "replaced by a newer connection of this user")
-    if connection.reader is not None:
-        connection.reader.cancel()
+_replacing: set[asyncio.Task[None]] = set()
+
+
+def _replace(connection: Connection) -> None:
+    """Close a socket that a newer one of the same user replaces, in the background: a dead peer
+    may hold the close back until its transport times out, and the newcomer must not wait for it.
+    The close also ends the socket's read loop (the server queues the disconnect at once), after
+    the message it may be handling."""
+    task = asyncio.create_task(
+        _close(connection, CLOSE_REPLACED, "replaced by a newer connection of this user")
+    )
+    _replacing.add(task)
+    task.add_done_callback(_replacing.discard)
 
 
 def _after_param(websocket: WebSocket) -> int | None:
