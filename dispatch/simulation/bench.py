@@ -153,11 +153,16 @@ def run_job(job: SimJob) -> dict[str, Any]:
     row["pickup_eta_s"] = result.pickup_eta_s
     row["served"] = result.served
     if shadow:
-        row["paired"] = (
-            np.array(result.paired_request, dtype=np.int64),
-            np.array(result.paired_batched_eta_s),
-            np.array(result.paired_greedy_eta_s),
-        )
+        # Each request's first batch: the first offer each rule would make it.
+        request = np.array(result.paired_request, dtype=np.int64)
+        _, first = np.unique(request, return_index=True)
+        row["paired"] = {
+            "request": request[first],
+            "batched_driver": np.array(result.paired_batched_driver)[first],
+            "greedy_driver": np.array(result.paired_greedy_driver)[first],
+            "batched_s": np.array(result.paired_batched_eta_s)[first],
+            "greedy_s": np.array(result.paired_greedy_eta_s)[first],
+        }
     if job.keep_detail:
         row["waits"] = result.pickup_wait_s[result.served]
         row["earnings"] = result.driver_earned_cents
@@ -301,24 +306,27 @@ def surplus_pickup_eta(regime: Regime, policy: str) -> list[float]:
 
 
 def surplus_paired_eta(regime: Regime) -> list[dict[str, float]]:
-    """Per seed, over the quiet hours' batches: the plan's pickup ETAs against nearest-first in
-    arrival order on the same drivers, over the requests both would give a driver."""
+    """Per seed, the quiet hours' requests at their first batch: the plan's offer against the one
+    nearest-first in arrival order would make on the same drivers."""
     values = []
     for row in regime.by_policy("batched"):
-        request, batched_s, greedy_s = row["paired"]
+        paired = row.get("paired")
+        if paired is None:
+            continue
         per_hour = np.array(row["requests_per_hour"])
-        quiet = np.isin(row["hour"][request], np.flatnonzero(per_hour < np.median(per_hour)))
-        both = quiet & ~np.isnan(batched_s) & ~np.isnan(greedy_s)
-        contested = both & (batched_s != greedy_s)
+        quiet_hours = np.flatnonzero(per_hour < np.median(per_hour))
+        quiet = np.isin(row["hour"][paired["request"]], quiet_hours)
+        planned, greedy = paired["batched_driver"] >= 0, paired["greedy_driver"] >= 0
+        both = quiet & planned & greedy
+        batched_s, greedy_s = paired["batched_s"][both], paired["greedy_s"][both]
         values.append(
             {
-                "batched_s": float(np.mean(batched_s[both])),
-                "greedy_s": float(np.mean(greedy_s[both])),
-                "change_pct": 100 * float(np.sum(batched_s[both]) / np.sum(greedy_s[both]) - 1),
-                "decisions": int(both.sum()),
-                "differing_pct": 100 * float(contested.sum() / max(1, both.sum())),
-                "only_batched": int((quiet & ~np.isnan(batched_s) & np.isnan(greedy_s)).sum()),
-                "only_greedy": int((quiet & np.isnan(batched_s) & ~np.isnan(greedy_s)).sum()),
+                "requests": int(quiet.sum()),
+                "differing_pct": 100
+                * float(np.mean(paired["batched_driver"][quiet] != paired["greedy_driver"][quiet])),
+                "only_batched": int((quiet & planned & ~greedy).sum()),
+                "only_greedy": int((quiet & greedy & ~planned).sum()),
+                "change_pct": 100 * float(batched_s.sum() / greedy_s.sum() - 1),
             }
         )
     return values

@@ -90,9 +90,11 @@ class SimulationResult:
     batch_requests: list[int] = field(default_factory=list)
     batch_drivers: list[int] = field(default_factory=list)
     batch_edges: list[int] = field(default_factory=list)
-    # With `shadow_greedy`, one row per request per batch: the plan's pickup ETA and the one
-    # nearest-first in arrival order would give on the same drivers (NaN: no driver).
+    # With `shadow_greedy`, one row per request per batch: the driver the plan offers it and the
+    # one nearest-first in arrival order would offer on the same drivers (-1 and NaN: none).
     paired_request: list[int] = field(default_factory=list)
+    paired_batched_driver: list[int] = field(default_factory=list)
+    paired_greedy_driver: list[int] = field(default_factory=list)
     paired_batched_eta_s: list[float] = field(default_factory=list)
     paired_greedy_eta_s: list[float] = field(default_factory=list)
 
@@ -184,7 +186,7 @@ def _uniform(seed: int, request: int, driver: int) -> float:
     x &= _MASK
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return (x ^ (x >> 31)) / 2.0**64
+    return ((x ^ (x >> 31)) >> 11) * 2.0**-53
 
 
 def simulate(
@@ -391,9 +393,10 @@ def _record_shadow_greedy(
     assignments: list[Assignment],
     settings: MatchingSettings,
 ) -> None:
-    """What nearest-first in arrival order would pick on this batch's drivers, beside the plan."""
+    """The offers nearest-first in arrival order would make on this batch's drivers, beside the
+    plan's (a driver offered once is taken for the batch, as in the plan)."""
     demand, result = fleet.demand, fleet.result
-    planned = {int(a.ride_id): float(a.eta_s) for a in assignments}
+    planned = {int(a.ride_id): (int(a.driver_id), float(a.eta_s)) for a in assignments}
     taken = np.zeros(len(free), dtype=np.bool_)
     radius = radius_for_wait(now - demand.request_s[waiting], settings.radius_schedule_m)
     for request, radius_m in zip(waiting.tolist(), radius.tolist(), strict=True):
@@ -404,11 +407,14 @@ def _record_shadow_greedy(
         eligible = (
             ~taken & ~excluded & (distance <= radius_m) & (pickup_s <= settings.max_pickup_eta_s)
         )
-        greedy_s = np.nan
+        greedy_driver, greedy_s = -1, np.nan
         if eligible.any():
             nearest = int(np.flatnonzero(eligible)[np.argmin(pickup_s[eligible])])
             taken[nearest] = True
-            greedy_s = float(pickup_s[nearest])
+            greedy_driver, greedy_s = int(free[nearest]), float(pickup_s[nearest])
+        batched_driver, batched_s = planned.get(request, (-1, np.nan))
         result.paired_request.append(request)
-        result.paired_batched_eta_s.append(planned.get(request, np.nan))
+        result.paired_batched_driver.append(batched_driver)
+        result.paired_greedy_driver.append(greedy_driver)
+        result.paired_batched_eta_s.append(batched_s)
         result.paired_greedy_eta_s.append(greedy_s)

@@ -136,6 +136,7 @@ def test_shadow_greedy_records_nearest_first_beside_the_plan():
     batched, greedy = np.array(result.paired_batched_eta_s), np.array(result.paired_greedy_eta_s)
     assert batched.sum() < 0.6 * greedy.sum()
     assert greedy[1] > greedy[0] and batched[1] < batched[0]
+    assert result.paired_greedy_driver == [0, 1] and result.paired_batched_driver == [1, 0]
     assert result.served.all()
 
 
