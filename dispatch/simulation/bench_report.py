@@ -474,8 +474,8 @@ def same_batches_note(surplus: Regime) -> list[str]:
         f" {differing}% of them: a 2-second batch there rarely holds two requests that want the"
         " same driver. On those first batches the plan offers a driver to"
         f" {bench.spread(extra, 0)} more requests than nearest-first (negative: fewer), and its"
-        f" offers to the requests both serve are {longer}% longer in pickup ETA: serving the"
-        " extra ones costs the others a little. The lower mean pickup ETA over whole runs is"
-        " what those few different decisions do to where the fleet is later; it is small, hence"
-        " the 20 seeds and the signed-rank test.",
+        f" offers to the requests both serve differ by {longer}% in total pickup ETA (negative:"
+        " shorter). The lower mean pickup ETA over whole runs is what those few different"
+        " decisions do to where the fleet is later; it is small, hence the 20 seeds and the"
+        " signed-rank test.",
     ]
