@@ -84,6 +84,11 @@ def _seed(args: argparse.Namespace) -> int:
     print(
         f"{report.riders} riders and {report.drivers} drivers ready ({report.created} new) "
         f"in {report.seconds:.1f}s; credentials in {report.credentials}"
+        + (
+            f"; {report.leftover_rides_closed} rides an earlier run left open were cancelled"
+            if report.leftover_rides_closed
+            else ""
+        )
     )
     return 0
 

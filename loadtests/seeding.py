@@ -59,6 +59,7 @@ class SeedReport:
     created: int
     seconds: float
     credentials: Path
+    leftover_rides_closed: int = 0
 
 
 async def _seed_role(
@@ -81,6 +82,23 @@ async def _seed_role(
             [f"LD{i:06d}" for i in range(count)],
         )
     return {email: found[email] for email in emails}, created
+
+
+# A run stopped by its clock leaves some rides open; the next run with the same accounts would
+# start with riders refused (409 ride_already_open) and drivers busy. Load accounts only.
+CLOSE_LEFTOVER_RIDES = """
+WITH ended AS (
+    UPDATE ride SET status = 'cancelled', ended_at = now(), cancelled_by = 'dispatcher',
+        cancel_reason = 'left open by an earlier load test run'
+    WHERE status IN ('requested', 'matched', 'arrived', 'in_progress')
+      AND (rider_id = ANY($1::uuid[]) OR driver_id = ANY($1::uuid[]))
+    RETURNING id
+), withdrawn AS (
+    UPDATE offer SET status = 'withdrawn', responded_at = now()
+    WHERE status = 'pending' AND ride_id IN (SELECT id FROM ended)
+)
+SELECT count(*) FROM ended
+"""
 
 
 def _write_credentials(path: Path, document: dict[str, Any]) -> None:
@@ -114,6 +132,9 @@ async def seed_load_accounts(
             driver_ids, created_drivers = await _seed_role(
                 connection, "driver", drivers, password_hash
             )
+            leftover = await connection.fetchval(
+                CLOSE_LEFTOVER_RIDES, [*rider_ids.values(), *driver_ids.values()]
+            )
     finally:
         await connection.close()
 
@@ -141,6 +162,7 @@ async def seed_load_accounts(
         riders=riders,
         drivers=drivers,
         created=created_riders + created_drivers,
+        leftover_rides_closed=int(leftover),
         seconds=time.perf_counter() - started,
         credentials=credentials,
     )

@@ -4,6 +4,7 @@ processes, Locust headless with drivers and riders over the real protocol."""
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.harness import ROOT, Stack, free_port, running_stack
+from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET
 
 pytestmark = pytest.mark.e2e
 
@@ -43,14 +45,19 @@ def stack(tmp_path: Path) -> Stack:
         yield running
 
 
-def test_locust_drives_rides_and_thresholds_set_the_exit_code(stack: Stack, tmp_path: Path) -> None:
-    credentials = tmp_path / "credentials.json"
+def seed(stack: Stack, credentials: Path) -> str:
     seeded = subprocess.run(
         [sys.executable, "-m", "dispatch.cli", "seed", "--riders", "8", "--drivers", "12",
          "--credentials", str(credentials)],
         cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert seeded.returncode == 0, seeded.stderr
+    return seeded.stdout
+
+
+def test_locust_drives_rides_and_thresholds_set_the_exit_code(stack: Stack, tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials.json"
+    seed(stack, credentials)
     api = stack.start_api("api").url
     assert api
     stack.start_dispatcher("dispatcher")
@@ -88,3 +95,32 @@ def test_locust_drives_rides_and_thresholds_set_the_exit_code(stack: Stack, tmp_
     assert code == 1
     assert "| rides requested | ≥ 1000 |" in (failing / "summary.md").read_text()
     assert "**FAIL**" in (failing / "summary.md").read_text()
+
+
+def test_seeding_again_cancels_rides_an_earlier_run_left_open(stack: Stack, tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials.json"
+    seed(stack, credentials)
+    api = stack.start_api("api").url
+    assert api
+    rider = json.loads(credentials.read_text())["riders"][0]
+    headers = {"Authorization": f"Bearer {rider['token']}"}
+    quote = httpx.post(
+        f"{api}/v1/rider/quotes", json={"pickup": TIMES_SQUARE, "dropoff": WALL_STREET},
+        headers=headers,
+    )  # fmt: skip
+    assert quote.status_code == 201, quote.text
+    body = {"quote_id": quote.json()["id"]}
+    ride = httpx.post(f"{api}/v1/rider/rides", json=body, headers=headers)
+    assert ride.status_code == 201, ride.text
+
+    assert "1 rides an earlier run left open were cancelled" in seed(stack, credentials)
+    after = httpx.get(f"{api}/v1/rider/rides/{ride.json()['id']}", headers=headers).json()
+    assert after["status"] == "cancelled"
+    quote = httpx.post(
+        f"{api}/v1/rider/quotes", json={"pickup": TIMES_SQUARE, "dropoff": WALL_STREET},
+        headers=headers,
+    )  # fmt: skip
+    again = httpx.post(
+        f"{api}/v1/rider/rides", json={"quote_id": quote.json()["id"]}, headers=headers
+    )
+    assert again.status_code == 201, again.text  # not 409 ride_already_open
