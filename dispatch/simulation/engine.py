@@ -146,6 +146,17 @@ class _Fleet:
             return False
         return True
 
+    def reachable(
+        self, drivers: npt.NDArray[np.int64], request: int, radius_m: float
+    ) -> tuple[npt.NDArray[np.int64], FloatArray]:
+        """Those of `drivers` within the radius and the ETA cap of the pickup, with their ETAs."""
+        lat, lng = self.demand.pickup_lat[request], self.demand.pickup_lng[request]
+        distance = haversine_m(self.lat[drivers], self.lng[drivers], lat, lng)
+        drivers = drivers[distance <= radius_m]
+        pickup_s = np.rint(self.eta.seconds(self.lat[drivers], self.lng[drivers], lat, lng))
+        within_cap = pickup_s <= self.config.matching.max_pickup_eta_s
+        return drivers[within_cap], pickup_s[within_cap]
+
     def commit(self, now: float, request: int, driver: int, pickup_s: float) -> None:
         demand, result = self.demand, self.result
         pickup_m = (
@@ -246,13 +257,7 @@ def _run_greedy(fleet: _Fleet, queue_rule: QueueRule, report: _ProgressReport) -
         drivers = np.flatnonzero(fleet.idle)
         if len(drivers) == 0:
             return
-        lat, lng = demand.pickup_lat[request], demand.pickup_lng[request]
-        distance = haversine_m(fleet.lat[drivers], fleet.lng[drivers], lat, lng)
-        near = distance <= radius_now(request, now)
-        drivers = drivers[near]
-        pickup_s = np.rint(fleet.eta.seconds(fleet.lat[drivers], fleet.lng[drivers], lat, lng))
-        within_cap = pickup_s <= settings.max_pickup_eta_s
-        drivers, pickup_s = drivers[within_cap], pickup_s[within_cap]
+        drivers, pickup_s = fleet.reachable(drivers, request, radius_now(request, now))
         for position in np.argsort(pickup_s, kind="stable").tolist():
             driver = int(drivers[position])
             if driver in fleet.excluded[request]:
@@ -397,21 +402,16 @@ def _record_shadow_greedy(
     plan's (a driver offered once is taken for the batch, as in the plan)."""
     demand, result = fleet.demand, fleet.result
     planned = {int(a.ride_id): (int(a.driver_id), float(a.eta_s)) for a in assignments}
-    taken = np.zeros(len(free), dtype=np.bool_)
+    untaken = set(free.tolist())
     radius = radius_for_wait(now - demand.request_s[waiting], settings.radius_schedule_m)
     for request, radius_m in zip(waiting.tolist(), radius.tolist(), strict=True):
-        lat, lng = demand.pickup_lat[request], demand.pickup_lng[request]
-        distance = haversine_m(fleet.lat[free], fleet.lng[free], lat, lng)
-        pickup_s = np.rint(fleet.eta.seconds(fleet.lat[free], fleet.lng[free], lat, lng))
-        excluded = np.isin(free, list(fleet.excluded[request]))
-        eligible = (
-            ~taken & ~excluded & (distance <= radius_m) & (pickup_s <= settings.max_pickup_eta_s)
-        )
+        candidates = np.array(sorted(untaken - fleet.excluded[request]), dtype=np.int64)
+        drivers, pickup_s = fleet.reachable(candidates, request, radius_m)
         greedy_driver, greedy_s = -1, np.nan
-        if eligible.any():
-            nearest = int(np.flatnonzero(eligible)[np.argmin(pickup_s[eligible])])
-            taken[nearest] = True
-            greedy_driver, greedy_s = int(free[nearest]), float(pickup_s[nearest])
+        if len(drivers):
+            nearest = int(np.argmin(pickup_s))
+            greedy_driver, greedy_s = int(drivers[nearest]), float(pickup_s[nearest])
+            untaken.discard(greedy_driver)
         batched_driver, batched_s = planned.get(request, (-1, np.nan))
         result.paired_request.append(request)
         result.paired_batched_driver.append(batched_driver)
