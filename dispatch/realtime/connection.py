@@ -39,6 +39,7 @@ CLOSE_TOO_BIG = 1009
 CLOSE_HEARTBEAT = 4408
 CLOSE_REPLACED = 4409
 REPLAY_LIMIT = 1000
+FLUSH_ROUNDS_BEFORE_CLOSE = 10  # a writer blocked on a peer that does not read gets no longer
 
 Handler = Callable[["Connection", dict[str, Any]], Awaitable[None]]
 
@@ -301,6 +302,13 @@ async def _heartbeat(connection: Connection) -> None:
 
 
 async def _close(connection: Connection, code: int, reason: str) -> None:
+    """Close after what is already queued, so that the client reads why (the `rate_limited`
+    errors before a flood's close, say): a read loop fed faster than it yields would otherwise
+    close before the writer ever ran."""
+    for _ in range(FLUSH_ROUNDS_BEFORE_CLOSE):
+        if connection.outbox.empty():
+            break
+        await asyncio.sleep(0)  # the writer drains the outbox whenever it runs, unless blocked
     if connection.websocket.application_state is WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
             await connection.websocket.close(code=code, reason=reason)

@@ -272,6 +272,42 @@ async def test_message_floods_are_throttled_then_closed(base: str, world: World)
     assert len(handled) <= 40 + 20 * elapsed + 1, (len(handled), elapsed)
 
 
+async def test_a_flood_in_one_burst_is_told_why_before_the_close(base: str, world: World) -> None:
+    """All frames in one write reach the server's queue at once, so its read loop meets the
+    flood limit without ever yielding to the writer: the errors must still go out first."""
+    account = world.accounts["member"]
+    assert account is not None
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        (
+            "GET /v1/driver/ws HTTP/1.1\r\n"
+            f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {account.token}\r\n\r\n"
+        ).encode()
+    )
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 101")
+    burst = bytearray()
+    for i in range(600):
+        payload = b'{"type": "teleport", "id": %d}' % i
+        burst += bytes([0x81, 0x80 | len(payload)]) + bytes(4) + payload  # masked with zeros
+    writer.write(bytes(burst))
+    texts, close_code = [], None
+    while close_code is None:
+        opcode, length = await asyncio.wait_for(reader.readexactly(2), 10)
+        if length == 126:
+            length = int.from_bytes(await reader.readexactly(2), "big")
+        payload = await reader.readexactly(length)
+        if opcode & 0x0F == 0x8:
+            close_code = int.from_bytes(payload[:2], "big")
+        else:
+            texts.append(payload.decode())
+    writer.close()
+    assert close_code == 1008
+    assert any('"rate_limited"' in text for text in texts), texts[-3:]
+
+
 async def test_a_client_within_the_rate_is_never_throttled(base: str, world: World) -> None:
     socket = await opened(base, "/v1/driver/ws", world, "suspended")
     for i in range(30):
