@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from tests.conftest import TEST_JWT_SECRET
-from tests.e2e.harness import Socket, Stack, running_stack
+from tests.e2e.harness import Socket, Stack, frames_until_close, raw_websocket, running_stack
 from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET, auth, register
 
 pytestmark = pytest.mark.e2e
@@ -144,41 +144,18 @@ async def test_a_new_socket_past_the_cap_replaces_the_oldest(base: str) -> None:
         await socket.close()
 
 
-async def _close_code_of(reader: asyncio.StreamReader) -> int:
-    """Read server frames (unmasked) until the close frame; its status code."""
-    while True:
-        opcode, length = await reader.readexactly(2)
-        if length == 126:
-            length = int.from_bytes(await reader.readexactly(2), "big")
-        payload = await reader.readexactly(length)
-        if opcode & 0x0F == 0x8:
-            return int.from_bytes(payload[:2], "big")
-
-
 async def test_a_dead_socket_is_replaced_without_waiting_for_its_heartbeat(base: str) -> None:
     """A phone that lost its network never answers the close: its socket still goes."""
     driver = register(base, "driver", "Tunnel Driver")
-    host, port = base.removeprefix("http://").split(":")
-    dead = []
-    for _ in range(2):  # the cap here is 2 per user
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(
-            (
-                "GET /v1/driver/ws HTTP/1.1\r\n"
-                f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                f"Authorization: Bearer {driver['token']}\r\n\r\n"
-            ).encode()
-        )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        assert head.startswith(b"HTTP/1.1 101")
-        dead.append((reader, writer))  # never answered again
+    # The cap here is 2 per user; these two never read or answer again.
+    dead = [await raw_websocket(base, "/v1/driver/ws", driver["token"]) for _ in range(2)]
     fresh = await Socket.open(base, "/v1/driver/ws", driver["token"])
     await fresh.wait_for("hello")
     await fresh.send({"type": "status", "status": "online"})
     await fresh.wait_for("status", status="online")
     oldest = dead[0]
-    assert await asyncio.wait_for(_close_code_of(oldest[0]), 5) == 4409
+    _, close_code = await asyncio.wait_for(frames_until_close(oldest[0]), 5)
+    assert close_code == 4409
     # The server gives up on the close reply and drops the connection (uvicorn waits 10 s).
     assert await asyncio.wait_for(oldest[0].read(), 15) == b""
     assert fresh.close_code is None

@@ -22,7 +22,14 @@ import websockets
 from dispatch.core.redis import RegionKeys
 from dispatch.realtime.connection import origin_allowed
 from driver_api.endpoints import DRIVER_MESSAGES
-from tests.e2e.harness import Socket, Stack, running_stack
+from tests.e2e.harness import (
+    Socket,
+    Stack,
+    frames_until_close,
+    raw_websocket,
+    running_stack,
+    text_frame,
+)
 from tests.security.world import World, build_world, retire_region, state_fingerprint
 
 pytestmark = pytest.mark.e2e
@@ -277,32 +284,10 @@ async def test_a_flood_in_one_burst_is_told_why_before_the_close(base: str, worl
     flood limit without ever yielding to the writer: the errors must still go out first."""
     account = world.accounts["member"]
     assert account is not None
-    host, port = base.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(
-        (
-            "GET /v1/driver/ws HTTP/1.1\r\n"
-            f"Host: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: Bearer {account.token}\r\n\r\n"
-        ).encode()
-    )
-    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 101")
-    burst = bytearray()
-    for i in range(600):
-        payload = b'{"type": "teleport", "id": %d}' % i
-        burst += bytes([0x81, 0x80 | len(payload)]) + bytes(4) + payload  # masked with zeros
-    writer.write(bytes(burst))
-    texts, close_code = [], None
-    while close_code is None:
-        opcode, length = await asyncio.wait_for(reader.readexactly(2), 10)
-        if length == 126:
-            length = int.from_bytes(await reader.readexactly(2), "big")
-        payload = await reader.readexactly(length)
-        if opcode & 0x0F == 0x8:
-            close_code = int.from_bytes(payload[:2], "big")
-        else:
-            texts.append(payload.decode())
+    reader, writer = await raw_websocket(base, "/v1/driver/ws", account.token)
+    flood = [text_frame('{"type": "teleport", "id": %d}' % i) for i in range(600)]
+    writer.write(b"".join(flood))
+    texts, close_code = await asyncio.wait_for(frames_until_close(reader), 10)
     writer.close()
     assert close_code == 1008
     assert any('"rate_limited"' in text for text in texts), texts[-3:]
