@@ -1,6 +1,7 @@
-"""OpenAPI additions: the 401/403 every authenticated operation can return, and the links
-between operations (what a client does next with an id it was given), which clients and
-stateful fuzzers (schemathesis) follow."""
+"""OpenAPI additions: the 401/403 every authenticated operation can return, the 422 an
+`Idempotency-Key` reused with another request gets, and the links between operations (what a
+client does next with an id it was given), which clients and stateful fuzzers (schemathesis)
+follow."""
 
 from __future__ import annotations
 
@@ -13,6 +14,36 @@ AUTH_ERRORS = {
     "401": {"description": "Unauthorized: a missing, invalid or expired bearer token"},
     "403": {"description": "Forbidden: the caller's role or membership does not allow this"},
 }
+
+# Our error body: a CoopError's detail is a sentence, a validation error's a list of problems.
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+    },
+}
+
+
+def document_idempotency_errors(schema: dict[str, Any]) -> None:
+    """Operations taking an `Idempotency-Key` may answer 422 `idempotency_key_reused` with our
+    error body, beside FastAPI's validation errors (found by schemathesis)."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            headers = [p for p in operation.get("parameters", []) if p.get("in") == "header"]
+            if not any(p.get("name", "").lower() == "idempotency-key" for p in headers):
+                continue
+            response = operation.setdefault("responses", {}).setdefault(
+                "422", {"description": "Unprocessable"}
+            )
+            content = response.setdefault("content", {}).setdefault("application/json", {})
+            known = [content["schema"]] if "schema" in content else []
+            content["schema"] = {"anyOf": [*known, {"$ref": "#/components/schemas/Error"}]}
+            schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
 
 
 # (method, path, status) -> [(link name, target method, target path, parameters, request body)]
@@ -106,6 +137,7 @@ def document_auth_errors(app: FastAPI) -> None:
                         responses = operation.setdefault("responses", {})
                         for code, body in AUTH_ERRORS.items():
                             responses.setdefault(code, body)
+            document_idempotency_errors(schema)
             add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema

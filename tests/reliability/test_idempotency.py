@@ -124,6 +124,12 @@ async def test_same_key_with_another_request_is_refused(
     other_body = await client.post(path, json={"reason": "b"}, headers=rider.headers | key)
     assert other_body.status_code == 422
     assert other_body.json()["error"] == "idempotency_key_reused"
+    # ...with a body the OpenAPI document declares (schemathesis found it undeclared).
+    spec = (await client.get("/openapi.json")).json()
+    declared = spec["paths"]["/v1/rider/rides/{ride_id}/cancel"]["post"]["responses"]["422"]
+    options = declared["content"]["application/json"]["schema"]["anyOf"]
+    assert {"$ref": "#/components/schemas/Error"} in options
+    assert set(spec["components"]["schemas"]["Error"]["required"]) <= set(other_body.json())
     other_path = await client.post(
         "/v1/rider/rides", json={"quote_id": str(uuid.uuid4())}, headers=rider.headers | key
     )
