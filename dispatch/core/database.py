@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -67,6 +68,17 @@ def _terminated_is_a_disconnect(context: ExceptionContext) -> None:
             context.is_disconnect = True
             return
         error = error.__cause__
+
+
+def violated_constraint(exc: IntegrityError) -> str | None:
+    """The name of the constraint or unique index PostgreSQL reported, if any."""
+    error: BaseException | None = exc.orig
+    while error is not None:
+        name = getattr(error, "constraint_name", None)
+        if name:
+            return str(name)
+        error = error.__cause__
+    return None
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -33,6 +33,7 @@ class RideStatus(enum.StrEnum):
 ACTIVE_STATUSES = (RideStatus.matched, RideStatus.arrived, RideStatus.in_progress)
 OPEN_STATUSES = (RideStatus.requested, *ACTIVE_STATUSES)
 TERMINAL_STATUSES = (RideStatus.completed, RideStatus.cancelled, RideStatus.unfulfilled)
+RIDER_OPEN_INDEX = "uq_ride_rider_open"
 
 
 class OfferStatus(enum.StrEnum):
@@ -57,6 +58,13 @@ class Ride(PricedTrip, Base):
             "driver_id",
             unique=True,
             postgresql_where=text("status IN ('matched', 'arrived', 'in_progress')"),
+        ),
+        # And a rider holds at most one open ride, however many requests race for it.
+        Index(
+            RIDER_OPEN_INDEX,
+            "rider_id",
+            unique=True,
+            postgresql_where=text("status IN ('requested', 'matched', 'arrived', 'in_progress')"),
         ),
         Index(
             "ix_ride_open",

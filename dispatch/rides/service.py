@@ -10,13 +10,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts.service import vehicle_of
 from dispatch.core.clock import utcnow
+from dispatch.core.database import violated_constraint
 from dispatch.core.errors import Conflict, Gone, NotFound, Unprocessable
 from dispatch.core.geo import LatLng
 from dispatch.events.outbox import record_event
 from dispatch.fares.repository import FareRepository
 from dispatch.fares.service import rider_quote
 from dispatch.rides import events
-from dispatch.rides.models import TERMINAL_STATUSES, Offer, OfferStatus, Ride, RideStatus
+from dispatch.rides.models import (
+    RIDER_OPEN_INDEX,
+    TERMINAL_STATUSES,
+    Offer,
+    OfferStatus,
+    Ride,
+    RideStatus,
+)
 from dispatch.rides.repository import RideRepository
 from dispatch.rides.schemas import (
     AssignedDriver,
@@ -47,7 +55,7 @@ async def request_ride(
     if await repository.by_quote(quote.id) is not None:
         raise Conflict("this quote was already used for a ride", code="quote_used")
     if await repository.open_ride_of_rider(rider_id) is not None:
-        raise Conflict("you already have a ride in progress", code="ride_already_open")
+        raise _already_open()
     ride = Ride(
         id=uuid.uuid4(),
         rider_id=rider_id,
@@ -71,14 +79,20 @@ async def request_ride(
     try:
         async with session.begin_nested():
             repository.add(ride)
-    except IntegrityError:
+    except IntegrityError as exc:
         if idempotency_key is not None:
             existing = await repository.by_idempotency_key(rider_id, idempotency_key)
             if existing is not None:
                 return _same_request(existing, quote_id)
+        if violated_constraint(exc) == RIDER_OPEN_INDEX:
+            raise _already_open() from None
         raise Conflict("this quote was already used for a ride", code="quote_used") from None
     record_event(session, rider_id, "ride.searching", {"status": ride.status.value}, ride.id)
     return ride
+
+
+def _already_open() -> Conflict:
+    return Conflict("you already have a ride in progress", code="ride_already_open")
 
 
 def _same_request(existing: Ride, quote_id: uuid.UUID) -> Ride:
