@@ -44,20 +44,49 @@ FLUSH_ROUNDS_BEFORE_CLOSE = 10  # a writer blocked on a peer that does not read 
 Handler = Callable[["Connection", dict[str, Any]], Awaitable[None]]
 
 
+MAX_JSON_DEPTH = 32  # our messages are flat; deeper values reach code that recurses (the encoder)
+
+
+class NestedTooDeep(ValueError):
+    def __init__(self) -> None:
+        super().__init__(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
 def loads(raw: str) -> Any:
     """Parse a client frame: orjson, else the standard library, which also takes `NaN`,
     `Infinity` and integers past 64 bits, so what is accepted and refused stays the same.
 
-    Raises ValueError for anything that is not JSON, nesting too deep included.
+    Raises ValueError for anything that is not JSON, and NestedTooDeep past MAX_JSON_DEPTH: the
+    parsers allow 1,024 levels, enough to kill the writer echoing an `id` back (orjson encodes
+    254, the standard library's encoder recurses).
     """
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(raw)
-    except RecursionError as exc:
-        raise ValueError("JSON nested too deeply") from exc
+        try:
+            value = json.loads(raw)
+        except RecursionError as exc:
+            raise NestedTooDeep from exc
+    # Counting brackets is cheap and spares the walk for every ordinary frame.
+    if raw.count("[") + raw.count("{") > MAX_JSON_DEPTH and _nested_deeper_than(value):
+        raise NestedTooDeep
+    return value
+
+
+def _nested_deeper_than(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def dumps(message: dict[str, Any]) -> str:
@@ -288,7 +317,14 @@ async def _write(connection: Connection) -> None:
         message = await outbox.get()  # no suspension while frames are queued
         if message is None:
             return
-        await send_text(dumps(message))
+        try:
+            text = dumps(message)
+        except (TypeError, ValueError, RecursionError):
+            # A frame we cannot encode is dropped, not the writer: a dead writer leaves a socket
+            # that answers nothing until its heartbeat lapses.
+            log.error("websocket frame %r could not be encoded", message.get("type"))
+            continue
+        await send_text(text)
 
 
 async def _heartbeat(connection: Connection) -> None:
@@ -345,6 +381,9 @@ async def _read(connection: Connection, on_message: Handler) -> None:
         flood_strikes = 0
         try:
             message = loads(raw)
+        except NestedTooDeep as exc:
+            connection.error("bad_message", str(exc))
+            continue
         except ValueError:
             connection.error("bad_message", "not valid JSON")
             continue

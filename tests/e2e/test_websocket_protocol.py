@@ -127,6 +127,44 @@ async def test_malformed_messages_get_errors_and_the_socket_survives(base: str) 
     await socket.close()
 
 
+def nested(depth: int) -> str:
+    return "[" * depth + "1" + "]" * depth
+
+
+async def test_deeply_nested_fields_get_bad_message_and_the_socket_survives(base: str) -> None:
+    """Nesting within the parsers' limits once reached the handlers (and the writer, which died
+    on the echo): no error frame, and the socket closed 4408 a minute later."""
+    driver = register(base, "driver", "Nested Driver")
+    rider = register(base, "rider", "Nested Rider")
+    driver_socket = await Socket.open(base, "/v1/driver/ws", driver["token"])
+    await driver_socket.wait_for("hello")
+    await driver_socket.send({"type": "status", "status": "online"})
+    await driver_socket.wait_for("status", status="online")
+    rider_socket = await Socket.open(base, "/v1/rider/ws", rider["token"])
+    await rider_socket.wait_for("hello")
+    frames = {
+        driver_socket: [
+            '{"type": "location", "lat": 40.7, "lng": -73.9, "id": %s}' % nested(1000),
+            '{"type": "accept", "offer_id": %s}' % nested(1000),
+            '{"type": "decline", "offer_id": {"a": %s}}' % nested(500),
+            '{"type": "status", "status": %s}' % nested(100),
+        ],
+        rider_socket: ['{"type": "pong", "id": %s}' % nested(1000)],
+    }
+    for socket, texts in frames.items():
+        for text in texts:
+            await socket.connection.send(text)
+            error = await socket.wait_for("error", error="bad_message")
+            assert "nested" in error["detail"], error
+    await driver_socket.send({"type": "location", "lat": 40.7, "lng": -73.9, "id": "after"})
+    await driver_socket.wait_for("location.ack", id="after")
+    await rider_socket.send({"type": "teleport"})
+    await rider_socket.wait_for("error", error="unknown_type")
+    for socket in (driver_socket, rider_socket):
+        assert socket.close_code is None
+        await socket.close()
+
+
 async def test_a_new_socket_past_the_cap_replaces_the_oldest(base: str) -> None:
     rider = register(base, "rider", "Many Tabs")
     first = await Socket.open(base, "/v1/rider/ws", rider["token"])
