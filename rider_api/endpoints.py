@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Request, WebSocket
+from fastapi import APIRouter, Body, Query, Request, WebSocket
 
 from dispatch.accounts.dependencies import CurrentRider, SettingsDep
 from dispatch.core.database import SessionDep
@@ -19,8 +19,6 @@ from dispatch.rides.repository import RideRepository
 from dispatch.rides.schemas import CancelRequest, RideRead, RideRequest
 
 router = APIRouter(prefix="/v1/rider", tags=["rider"], route_class=IdempotentRoute)
-
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 @router.post("/quotes", status_code=201, responses=responses(Unauthorized, Unprocessable))
@@ -59,9 +57,8 @@ async def request_ride(
     rider: CurrentRider,
     session: SessionDep,
     _: IdempotencyDep,
-    idempotency_key: IdempotencyKey = None,
 ) -> RideRead:
-    ride = await rides.request_ride(session, rider.user_id, body.quote_id, idempotency_key)
+    ride = await rides.request_ride(session, rider.user_id, body.quote_id)
     return await rides.rider_view(session, ride)
 
 

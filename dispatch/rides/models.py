@@ -11,7 +11,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -72,7 +71,6 @@ class Ride(PricedTrip, Base):
             "requested_at",
             postgresql_where=text("status = 'requested'"),
         ),
-        UniqueConstraint("rider_id", "idempotency_key", name="uq_ride_rider_idempotency_key"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -80,7 +78,6 @@ class Ride(PricedTrip, Base):
     driver_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("driver.user_id"), index=True)
     quote_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("quote.id"), unique=True)
     region_id: Mapped[str] = mapped_column(ForeignKey("region.id"))
-    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[RideStatus] = mapped_column(_status_enum(RideStatus, "ride_status"))
     pickup_eta_s: Mapped[int | None] = mapped_column(Integer)
     requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -32,10 +32,6 @@ class RideRepository:
             Offer, offer_id, with_for_update=for_update, populate_existing=for_update
         )
 
-    async def by_idempotency_key(self, rider_id: uuid.UUID, key: str) -> Ride | None:
-        query = select(Ride).where(Ride.rider_id == rider_id, Ride.idempotency_key == key)
-        return (await self.session.execute(query)).scalar_one_or_none()
-
     async def by_quote(self, quote_id: uuid.UUID) -> Ride | None:
         query = select(Ride).where(Ride.quote_id == quote_id)
         return (await self.session.execute(query)).scalar_one_or_none()

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.accounts.service import vehicle_of
 from dispatch.core.clock import utcnow
 from dispatch.core.database import violated_constraint
-from dispatch.core.errors import Conflict, Gone, NotFound, Unprocessable
+from dispatch.core.errors import Conflict, Gone, NotFound
 from dispatch.core.geo import LatLng
 from dispatch.events.outbox import record_event
 from dispatch.fares.repository import FareRepository
@@ -40,14 +40,9 @@ from dispatch.rides.schemas import (
 from dispatch.rides.state import Actor, allowed
 
 
-async def request_ride(
-    session: AsyncSession, rider_id: uuid.UUID, quote_id: uuid.UUID, idempotency_key: str | None
-) -> Ride:
+async def request_ride(session: AsyncSession, rider_id: uuid.UUID, quote_id: uuid.UUID) -> Ride:
+    """Retries are deduplicated by the route's `Idempotency-Key` (`dispatch/idempotency/`)."""
     repository = RideRepository(session)
-    if idempotency_key is not None:
-        existing = await repository.by_idempotency_key(rider_id, idempotency_key)
-        if existing is not None:
-            return _same_request(existing, quote_id)
     quote = await rider_quote(session, rider_id, quote_id)
     now = utcnow()
     if quote.expires_at <= now:
@@ -61,7 +56,6 @@ async def request_ride(
         rider_id=rider_id,
         quote_id=quote.id,
         region_id=quote.region_id,
-        idempotency_key=idempotency_key,
         status=RideStatus.requested,
         pickup_lat=quote.pickup_lat,
         pickup_lng=quote.pickup_lng,
@@ -80,10 +74,6 @@ async def request_ride(
         async with session.begin_nested():
             repository.add(ride)
     except IntegrityError as exc:
-        if idempotency_key is not None:
-            existing = await repository.by_idempotency_key(rider_id, idempotency_key)
-            if existing is not None:
-                return _same_request(existing, quote_id)
         if violated_constraint(exc) == RIDER_OPEN_INDEX:
             raise _already_open() from None
         raise Conflict("this quote was already used for a ride", code="quote_used") from None
@@ -93,14 +83,6 @@ async def request_ride(
 
 def _already_open() -> Conflict:
     return Conflict("you already have a ride in progress", code="ride_already_open")
-
-
-def _same_request(existing: Ride, quote_id: uuid.UUID) -> Ride:
-    if existing.quote_id != quote_id:
-        raise Unprocessable(
-            "this Idempotency-Key was used with a different request", code="idempotency_key_reused"
-        )
-    return existing
 
 
 async def rider_ride(

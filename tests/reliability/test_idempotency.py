@@ -208,3 +208,42 @@ async def test_old_keys_are_purged(client: httpx.AsyncClient, app: Any) -> None:
         clock.reset()
     async with transaction(app.state) as session:
         assert await session.get(IdempotencyKey, (uuid.UUID(rider.id), key)) is None
+
+
+async def test_ride_requests_have_one_idempotency_path(client: httpx.AsyncClient, app: Any) -> None:
+    """Issue 11.5: the generic key table alone; no second key column on `ride`."""
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute
+    from sqlalchemy import text
+
+    from rider_api.endpoints import router as rider_router
+
+    (route,) = [
+        r
+        for r in rider_router.routes
+        if isinstance(r, APIRoute) and r.path.endswith("/rides") and "POST" in r.methods
+    ]
+
+    def headers(dependant: Dependant) -> list[str]:
+        own = [p.alias for p in dependant.header_params]
+        return own + [h for sub in dependant.dependencies for h in headers(sub)]
+
+    assert headers(route.dependant) == ["Idempotency-Key"]
+    async with transaction(app.state) as session:
+        columns = await session.scalars(
+            text("SELECT column_name FROM information_schema.columns WHERE table_name = 'ride'")
+        )
+        assert "idempotency_key" not in set(columns)
+    # The same key with another quote is still refused, now by the generic path.
+    rider = await make_account(client, "rider")
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    first = await quote_for(client, rider, 40.758, -73.9855)
+    created = await client.post(
+        "/v1/rider/rides", json={"quote_id": first}, headers=rider.headers | key
+    )
+    assert created.status_code == 201
+    other = await quote_for(client, rider, 40.758, -73.9855)
+    reused = await client.post(
+        "/v1/rider/rides", json={"quote_id": other}, headers=rider.headers | key
+    )
+    assert reused.status_code == 422 and reused.json()["error"] == "idempotency_key_reused"
