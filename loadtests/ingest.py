@@ -36,7 +36,9 @@ from loadtests.run import RESULTS, ROOT, create_database, free_port, load_databa
 TICK_S = 0.002
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        raise RuntimeError("a process that has not started has no CPU time")
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -452,10 +454,10 @@ def main(argv: list[str] | None = None) -> int:
         for process in generators:
             if process.is_alive():
                 process.terminate()
-        for process, _ in servers:
-            process.terminate()
+        for server, _ in servers:
+            server.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=15)
+                server.wait(timeout=15)
     columns = (
         "offered/s", "acked/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "server CPU (cores)",
         "CPU µs/ack", "generator CPU", "load avg", "errors",

@@ -48,7 +48,8 @@ def fire(
     length: int = 0,
 ) -> None:
     """One sample: `started` is a `time.monotonic()` value; the response time runs from it."""
-    events.request.fire(
+    request_event: Any = events.request  # locust's EventHook is untyped
+    request_event.fire(
         request_type=request_type,
         name=name,
         response_time=(time.monotonic() - started) * 1000,

@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from locust import events
 from locust.env import Environment
+from locust.event import EventHook
 from locust.runners import MasterRunner
 
 from loadtests import kpi, report, thresholds
@@ -26,9 +28,20 @@ from loadtests.users import DriverUser, RiderUser, Shared
 __all__ = ["DriverUser", "RiderUser"]
 
 log = logging.getLogger("coop-loadtest")
+Handler = TypeVar("Handler", bound=Callable[..., None])
 
 
-@events.init_command_line_parser.add_listener
+def listener(hook: EventHook) -> Callable[[Handler], Handler]:
+    """`@hook.add_listener`, typed: locust's EventHook is not."""
+
+    def register(handler: Handler) -> Handler:
+        cast(Any, hook).add_listener(handler)
+        return handler
+
+    return register
+
+
+@listener(events.init_command_line_parser)
 def _arguments(parser: Any) -> None:
     group = parser.add_argument_group("coop-dispatch scenario")
     group.add_argument(
@@ -84,7 +97,7 @@ def _arguments(parser: Any) -> None:
     thresholds.add_arguments(parser)
 
 
-@events.init.add_listener
+@listener(events.init)
 def _init(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if options is None or isinstance(environment.runner, MasterRunner):
@@ -111,19 +124,19 @@ def _init(environment: Environment, **_: Any) -> None:
         RiderUser.weight = max(1, 100 - DriverUser.weight)
 
 
-@events.test_start.add_listener
+@listener(events.test_start)
 def _start(environment: Environment, **_: Any) -> None:
     if Shared.feed is not None:
         Shared.feed.start()
 
 
-@events.test_stop.add_listener
+@listener(events.test_stop)
 def _stop(environment: Environment, **_: Any) -> None:
     if Shared.options is not None and environment.host:
         report.reconcile(environment.host, kpi.ledger)
 
 
-@events.quitting.add_listener
+@listener(events.quitting)
 def _quitting(environment: Environment, **_: Any) -> None:
     if Shared.options is None:
         return
@@ -132,9 +145,9 @@ def _quitting(environment: Environment, **_: Any) -> None:
     checks = thresholds.evaluate(environment, summary)
     broken = [check for check in checks if not check.passed]
     environment.process_exit_code = 1 if broken else 0
-    if environment.parsed_options.summary_file:
+    if Shared.options.summary_file:
         report.write_summary(
-            Path(environment.parsed_options.summary_file),
+            Path(Shared.options.summary_file),
             environment,
             summary,
             checks,

@@ -71,6 +71,8 @@ def write_summary(
     started: dict[str, int],
 ) -> str:
     options = environment.parsed_options
+    if options is None:
+        raise RuntimeError("the summary describes the run's parsed options")
     total = environment.stats.total
     duration = max((total.last_request_timestamp or 0) - (total.start_time or 0), 1e-9)
     lines = [

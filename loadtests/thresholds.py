@@ -97,6 +97,8 @@ def protocol_error_rate(environment: Environment) -> tuple[int, int]:
 
 def evaluate(environment: Environment, ledger_summary: dict[str, Any]) -> list[Check]:
     options = environment.parsed_options
+    if options is None:
+        raise RuntimeError("thresholds are read from Locust's parsed options")
     checks: list[Check] = []
 
     def at_most(name: str, limit: float, value: float | None, unit: str = "") -> None:

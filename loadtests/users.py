@@ -70,6 +70,10 @@ class CoopUser(FastHttpUser):
     role = ""
     wait_time = constant(0)
     _spread = itertools.count()
+    # Set by each role's on_start.
+    account: dict[str, Any]
+    headers: dict[str, str]
+    socket: Socket
 
     def __init__(self, environment: Any) -> None:
         # `--hosts a,b`: users are spread round-robin over several API processes.
@@ -117,6 +121,11 @@ class CoopUser(FastHttpUser):
                 response.failure(f"HTTP {response.status_code}: {_error_code(response)}")
             return response
 
+    def api_url(self) -> str:
+        if not self.host:
+            raise RuntimeError("no API host: pass --host or --hosts")
+        return self.host
+
 
 def _error_code(response: Any) -> str:
     try:
@@ -147,7 +156,7 @@ class DriverUser(CoopUser):
         self.next_step_at = 0.0
         self.acks: dict[int, float] = {}
         self.ack_ids = itertools.count(1)
-        self.socket = Socket(self.host, "/v1/driver/ws", token, "driver ws")
+        self.socket = Socket(self.api_url(), "/v1/driver/ws", token, "driver ws")
         self.connect_or_give_up()
         self.go_online()
         self.streamer = gevent.spawn(self._stream_positions)
@@ -224,7 +233,8 @@ class DriverUser(CoopUser):
     def handle(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "location.ack":
-            sent = self.acks.pop(message.get("id"), None)
+            ack_id = message.get("id")
+            sent = self.acks.pop(ack_id, None) if isinstance(ack_id, int) else None
             if sent is not None:
                 kpi.fire(kpi.LOCATION_ACCEPTED, sent)
         elif kind == "offer":
@@ -288,7 +298,7 @@ class DriverUser(CoopUser):
             self.step_ride()
 
     def _scaled(self, seconds: float) -> float:
-        return min(max(seconds * _option("time_scale"), 1.0), 60.0)
+        return min(max(seconds * float(_option("time_scale")), 1.0), 60.0)
 
     def start_ride(self, offer: dict[str, Any], ride: dict[str, Any]) -> None:
         pickup = _point(offer.get("pickup")) or self.position
@@ -364,7 +374,7 @@ class RiderUser(CoopUser):
         token = self.login()
         self.headers = {"Authorization": f"Bearer {token}"}
         self.token = token
-        self.socket = Socket(self.host, "/v1/rider/ws", token, "rider ws")
+        self.socket = Socket(self.api_url(), "/v1/rider/ws", token, "rider ws")
         self.connect_or_give_up()
         self.cancel_leftovers()
 
