@@ -34,6 +34,7 @@ os.environ.update(
         "COOP_OFFER_TTL_S": "4",
         "COOP_REQUEST_TIMEOUT_S": "30",
         "COOP_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
+        "COOP_LOGIN_ACCOUNT_ATTEMPTS_PER_MINUTE": "1000",
         "COOP_JWT_SECRET": TEST_JWT_SECRET,
     }
 )

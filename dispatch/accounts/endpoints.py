@@ -11,6 +11,7 @@ from dispatch.accounts.repository import AccountRepository
 from dispatch.accounts.schemas import RegisterRequest, TokenResponse, UserRead
 from dispatch.core.database import SessionDep
 from dispatch.core.errors import Conflict, NotFound, TooManyRequests, Unauthorized, responses
+from dispatch.core.rate_limit import ClientAddress
 from dispatch.core.redis import RedisDep
 from dispatch.core.security import issue_access_token
 
@@ -30,8 +31,11 @@ async def token(
     session: SessionDep,
     redis: RedisDep,
     settings: SettingsDep,
+    address: ClientAddress,
 ) -> TokenResponse:
-    user = await service.authenticate(session, redis, settings, form.username, form.password)
+    user = await service.authenticate(
+        session, redis, settings, form.username, form.password, address
+    )
     return TokenResponse(
         access_token=issue_access_token(settings, user.id, user.role.value),
         expires_in=settings.access_token_ttl_s,

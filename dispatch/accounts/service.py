@@ -8,8 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.accounts.models import Driver, Role, UserAccount
 from dispatch.accounts.repository import AccountRepository
 from dispatch.accounts.schemas import RegisterRequest, UserRead, Vehicle
-from dispatch.core.errors import Conflict, TooManyRequests, Unauthorized
-from dispatch.core.redis import Redis, login_attempts_key
+from dispatch.core.errors import Conflict, Unauthorized
+from dispatch.core.rate_limit import Budget, refuse_if_spent, spend
+from dispatch.core.redis import Redis
 from dispatch.core.security import hash_password, verify_password
 from dispatch.core.settings import Settings
 
@@ -49,21 +50,33 @@ async def register(session: AsyncSession, body: RegisterRequest) -> UserAccount:
     return user
 
 
+def login_budgets(settings: Settings, email: str, address: str) -> list[Budget]:
+    """Failed logins, counted per (address, account) and, with a higher ceiling, per account:
+    a stranger's wrong guesses use up their own budget, not the owner's."""
+    account = email.lower()
+    return [
+        Budget("login:pair", f"{address}|{account}", settings.login_attempts_per_minute),
+        Budget("login:account", account, settings.login_account_attempts_per_minute),
+    ]
+
+
 async def authenticate(
-    session: AsyncSession, redis: Redis, settings: Settings, email: str, password: str
+    session: AsyncSession,
+    redis: Redis,
+    settings: Settings,
+    email: str,
+    password: str,
+    address: str,
 ) -> UserAccount:
-    key = login_attempts_key(email)
-    failures = int(await redis.get(key) or 0)
-    if failures >= settings.login_attempts_per_minute:
-        raise TooManyRequests("too many failed logins; wait a minute", code="login_rate_limited")
+    budgets = login_budgets(settings, email, address)
+    await refuse_if_spent(
+        redis, budgets, "too many failed logins; wait and retry", code="login_rate_limited"
+    )
     user = await AccountRepository(session).by_email(email)
     if user is None:
         verify_password(_DUMMY_HASH, password)
     if user is None or not verify_password(user.password_hash, password):
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 60, nx=True)
-            await pipe.execute()
+        await spend(redis, budgets)
         raise Unauthorized("wrong email or password", code="bad_credentials")
     return user
 

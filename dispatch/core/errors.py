@@ -70,6 +70,10 @@ class TooManyRequests(CoopError):
     status_code = 429
     code = "too_many_requests"
 
+    def __init__(self, message: str, *, code: str | None = None, retry_after_s: int = 60) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = max(1, retry_after_s)
+
 
 class Unavailable(CoopError):
     status_code = 503
@@ -117,6 +121,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, CoopError)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
 
     async def backing_service_failed(request: Request, exc: Exception) -> JSONResponse:

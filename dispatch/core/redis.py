@@ -45,10 +45,6 @@ class RegionKeys:
         return f"{self.prefix}:user:{user_id}"
 
 
-def login_attempts_key(email: str) -> str:
-    return f"coop:{{auth}}:login:{email.lower()}"
-
-
 def get_redis(request: Request) -> Redis:
     client: Redis = request.app.state.redis
     return client

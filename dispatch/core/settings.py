@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     jwt_issuer: str = "coop-dispatch"
     jwt_audience: str = "coop-dispatch-apps"
     access_token_ttl_s: int = 900
+    # Failed logins per minute from one address for one account, and for one account from all
+    # addresses together (higher, so strangers cannot lock its owner out).
     login_attempts_per_minute: int = 10
+    login_account_attempts_per_minute: int = 100
 
     currency: str = "USD"
     quote_ttl_s: int = 300
