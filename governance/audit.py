@@ -5,12 +5,18 @@ payload and time, so an edit, a deletion or a reordering breaks the chain from t
 `verify` also replays every proposal from the log alone: who may vote (the roll tokens logged at
 opening), the last ballot of each token inside the window, the tally, the outcome and the policy
 it enacted.
+
+A ballot is logged as a commitment, sha256(salt || choice) with a fresh 256-bit salt, never as
+its choice: with three possible choices, anything computed from the choice alone (the entry's
+own hash included) would let a reader of the open log try each one. The close publishes each
+counted ballot's salt and choice (`ballots.revealed`), so the recount needs nothing but the log.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import uuid
 import zlib
 from collections.abc import Iterable
@@ -28,6 +34,18 @@ from governance.rules import Tally, decide, parse_fraction
 GENESIS_HASH = "0" * 64
 # One lock serialises appends, so the chain never forks under concurrent writers.
 AUDIT_LOCK_KEY = zlib.crc32(b"coop-dispatch:governance-audit") & 0x7FFFFFFF
+
+
+SALT_BYTES = 32
+CHOICES = ("yes", "no", "abstain")
+
+
+def new_salt() -> str:
+    return secrets.token_hex(SALT_BYTES)
+
+
+def commitment(salt: str, choice: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + choice.encode()).hexdigest()
 
 
 def timestamp(moment: datetime) -> str:
@@ -110,7 +128,11 @@ class _Replay:
     opens_at: str
     closes_at: str
     changes: dict[str, Any]
+    # Each token's last ballot: its choice (logged in the clear before commitments, or revealed),
+    # and its commitment while sealed.
     ballots: dict[str, str] = field(default_factory=dict)
+    commitments: dict[str, str] = field(default_factory=dict)
+    revealed: bool = False
     status: str | None = None
     tally: Tally | None = None
     policy_version: int | None = None
@@ -175,13 +197,19 @@ async def _cross_check(
                 raise missing(f"proposal {key}'s stored tally differs from the logged one")
         if version is not None and (replay is None or replay.policy_version != version):
             raise missing(f"policy version {version} enacted by proposal {key}")
+    # A sealed ballot is checked against its commitment, a revealed or legacy one by its choice.
     ballots: dict[str, dict[str, str]] = {}
-    for proposal_id, token, choice in await repository.all_ballots():
-        ballots.setdefault(str(proposal_id), {})[token] = choice
+    for proposal_id, token, choice, salt in await repository.all_ballots():
+        replay = proposals.get(str(proposal_id))
+        sealed = salt is not None and (replay is None or not replay.revealed)
+        ballots.setdefault(str(proposal_id), {})[token] = (
+            commitment(salt, choice) if sealed and salt is not None else choice
+        )
     for key in ballots.keys() - proposals.keys():
         raise missing(f"ballots of proposal {key}, which never opened in the log")
     for key, replay in proposals.items():
-        if ballots.get(key, {}) != replay.ballots:
+        last = replay.ballots if replay.revealed else replay.ballots | replay.commitments
+        if ballots.get(key, {}) != last:
             raise missing(f"the ballots of proposal {key} differ from the logged ones")
 
 
@@ -229,9 +257,33 @@ def _replay(
                 raise _Bad(seq, "ballot from a voter who is not on the roll")
             if not replay.opens_at <= cast_at < replay.closes_at:
                 raise _Bad(seq, "ballot cast outside the voting window")
-            replay.ballots[token] = payload["choice"]
+            if replay.revealed:
+                raise _Bad(seq, "ballot cast after the ballots were revealed")
+            if "commitment" in payload:
+                replay.commitments[token] = payload["commitment"]
+                replay.ballots.pop(token, None)
+            else:
+                replay.ballots[token] = payload["choice"]
+                replay.commitments.pop(token, None)
+        elif entry.type == "ballots.revealed":
+            replay = _open(proposals, key, seq)
+            if replay.revealed:
+                raise _Bad(seq, "reveals the ballots twice")
+            for opening in payload["ballots"]:
+                token, choice = opening["voter"], opening["choice"]
+                sealed = replay.commitments.get(token)
+                if sealed is None or token in replay.ballots:
+                    raise _Bad(seq, "reveals a ballot that was not cast")
+                if choice not in CHOICES or not _opens(opening["salt"], choice, sealed):
+                    raise _Bad(seq, f"revealed ballot of {token} does not match its commitment")
+                replay.ballots[token] = choice
+            if unopened := replay.commitments.keys() - replay.ballots.keys():
+                raise _Bad(seq, f"{len(unopened)} sealed ballot(s) never revealed")
+            replay.revealed = True
         elif entry.type == "proposal.closed":
             replay = _open(proposals, key, seq)
+            if replay.commitments and not replay.revealed:
+                raise _Bad(seq, f"{len(replay.commitments)} sealed ballot(s) never revealed")
             tally = Tally.of(replay.ballots.values(), len(replay.roll))
             status = decide(tally, parse_fraction(replay.quorum), parse_fraction(replay.threshold))
             logged = {k: payload.get(k) for k in ("yes", "no", "abstain", "roll_size", "status")}
@@ -259,6 +311,13 @@ def _replay(
         expected_seq = seq + 1
     report.head_hash = prev_hash
     return drafted, proposals
+
+
+def _opens(salt: str, choice: str, sealed: str) -> bool:
+    try:
+        return commitment(salt, choice) == sealed
+    except (TypeError, ValueError):  # not hex
+        return False
 
 
 def _open(proposals: dict[str, _Replay], key: str, seq: int) -> _Replay:

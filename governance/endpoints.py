@@ -127,7 +127,8 @@ async def audit_log(
     for entry in entries:
         view = AuditEntryRead.model_validate(entry)
         if entry.type == "ballot.cast" and entry.proposal_id in undecided:
-            view.payload = {**view.payload, "choice": None}
+            if "choice" in view.payload:  # logged in the clear, before commitments
+                view.payload = {**view.payload, "choice": None}
             view.sealed = True
         views.append(view)
     return views

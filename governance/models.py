@@ -121,6 +121,8 @@ class Ballot(Base):
     proposal_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     voter_token: Mapped[str] = mapped_column(String(32), primary_key=True)
     choice: Mapped[Choice] = mapped_column(_enum(Choice, "ballot_choice"))
+    # Random; the log carries sha256(salt || choice) until the close reveals both.
+    salt: Mapped[str | None] = mapped_column(String(64))
     cast_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revisions: Mapped[int] = mapped_column(Integer, default=0)
 

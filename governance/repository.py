@@ -116,13 +116,19 @@ class GovernanceRepository:
         return {row[0]: row[1].value for row in (await self.session.execute(query)).all()}
 
     async def upsert_ballot(
-        self, proposal_id: uuid.UUID, voter_token: str, choice: Choice, cast_at: datetime
+        self,
+        proposal_id: uuid.UUID,
+        voter_token: str,
+        choice: Choice,
+        salt: str,
+        cast_at: datetime,
     ) -> int:
         """Insert or replace the voter's ballot; returns how many times it was revised."""
         values = {
             "proposal_id": proposal_id,
             "voter_token": voter_token,
             "choice": choice,
+            "salt": salt,
             "cast_at": cast_at,
             "revisions": 0,
         }
@@ -131,7 +137,12 @@ class GovernanceRepository:
             .values(**values)
             .on_conflict_do_update(
                 index_elements=[Ballot.proposal_id, Ballot.voter_token],
-                set_={"choice": choice, "cast_at": cast_at, "revisions": Ballot.revisions + 1},
+                set_={
+                    "choice": choice,
+                    "salt": salt,
+                    "cast_at": cast_at,
+                    "revisions": Ballot.revisions + 1,
+                },
             )
             .returning(Ballot.revisions)
         )
@@ -140,6 +151,16 @@ class GovernanceRepository:
     async def choices(self, proposal_id: uuid.UUID) -> list[str]:
         query = select(Ballot.choice).where(Ballot.proposal_id == proposal_id)
         return [choice.value for choice in (await self.session.execute(query)).scalars()]
+
+    async def openings(self, proposal_id: uuid.UUID) -> list[tuple[str, str, str]]:
+        """(voter token, choice, salt) of every committed ballot, by token."""
+        query = (
+            select(Ballot.voter_token, Ballot.choice, Ballot.salt)
+            .where(Ballot.proposal_id == proposal_id, Ballot.salt.is_not(None))
+            .order_by(Ballot.voter_token)
+        )
+        rows = (await self.session.execute(query)).all()
+        return [(row[0], row[1].value, str(row[2])) for row in rows]
 
     async def latest_policy(self) -> FarePolicy | None:
         query = select(FarePolicy).order_by(FarePolicy.version.desc()).limit(1)
@@ -181,10 +202,11 @@ class GovernanceRepository:
         rows = (await self.session.execute(query)).all()
         return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
-    async def all_ballots(self) -> list[tuple[uuid.UUID, str, str]]:
-        query = select(Ballot.proposal_id, Ballot.voter_token, Ballot.choice)
+    async def all_ballots(self) -> list[tuple[uuid.UUID, str, str, str | None]]:
+        """(proposal, voter token, choice, salt) of every stored ballot."""
+        query = select(Ballot.proposal_id, Ballot.voter_token, Ballot.choice, Ballot.salt)
         rows = (await self.session.execute(query)).all()
-        return [(row[0], row[1], row[2].value) for row in rows]
+        return [(row[0], row[1], row[2].value, row[3]) for row in rows]
 
     async def audit_entries(self, after_seq: int, limit: int) -> list[AuditEntry]:
         query = (

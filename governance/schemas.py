@@ -142,6 +142,6 @@ class AuditEntryRead(BaseModel):
     hash: str
     sealed: bool = Field(
         default=False,
-        description="a ballot of a proposal still open: its choice is withheld until the close, "
-        "so the log is no running tally (its hash verifies once the proposal has closed)",
+        description="a ballot of a proposal still open: it carries only a salted commitment to "
+        "its choice, opened by the proposal's ballots.revealed entry at the close",
     )

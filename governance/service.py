@@ -337,11 +337,18 @@ async def cast_vote(
             "you were not an active member when voting opened, so you are not on its roll",
             code="not_on_roll",
         )
-    revisions = await repository.upsert_ballot(proposal_id, entry.voter_token, Choice(choice), now)
+    salt = audit.new_salt()
+    revisions = await repository.upsert_ballot(
+        proposal_id, entry.voter_token, Choice(choice), salt, now
+    )
     await audit.append(
         session,
         "ballot.cast",
-        {"voter": entry.voter_token, "choice": choice, "cast_at": audit.timestamp(now)},
+        {
+            "voter": entry.voter_token,
+            "commitment": audit.commitment(salt, choice),
+            "cast_at": audit.timestamp(now),
+        },
         proposal_id=proposal_id,
         at=now,
     )
@@ -351,6 +358,18 @@ async def cast_vote(
 async def close_proposal(session: AsyncSession, proposal: Proposal, now: datetime) -> None:
     """Count, publish and (when passed) enact; the caller holds the proposal's row lock."""
     repository = GovernanceRepository(session)
+    openings = await repository.openings(proposal.id)
+    await audit.append(
+        session,
+        "ballots.revealed",
+        {
+            "ballots": [
+                {"voter": token, "choice": choice, "salt": salt} for token, choice, salt in openings
+            ]
+        },
+        proposal_id=proposal.id,
+        at=now,
+    )
     tally = Tally.of(await repository.choices(proposal.id), proposal.roll_size or 0)
     outcome = decide(tally, parse_fraction(proposal.quorum), parse_fraction(proposal.threshold))
     proposal.status = ProposalStatus(outcome)
