@@ -25,12 +25,14 @@ def _migrate(args: argparse.Namespace) -> int:
 def _uvicorn(args: argparse.Namespace, factory: str) -> int:
     import uvicorn
 
+    from dispatch.core.websocket_protocol import WebSocketProtocol
+
     uvicorn.run(
         factory,
         factory=True,
         host=args.host,
         port=args.port,
-        ws="websockets-sansio",
+        ws=WebSocketProtocol,
         ws_max_size=get_settings().ws_max_frame_bytes * 4,
         log_level=args.log_level,
         proxy_headers=True,

@@ -165,6 +165,47 @@ async def test_deeply_nested_fields_get_bad_message_and_the_socket_survives(base
         await socket.close()
 
 
+async def refused_upgrade(base: str, path: str, extra_headers: str = "") -> tuple[bytes, bytes]:
+    """Send an upgrade by hand; the server's whole answer and what it sends after it (b"" once
+    it closed the connection). The timeouts are generous: before the fix no answer ever came."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"{extra_headers}\r\n"
+        ).encode()
+    )
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+        rest = await asyncio.wait_for(reader.read(), 20)  # the body, then EOF
+        return head, rest
+    finally:
+        writer.close()
+
+
+async def test_an_oversized_upgrade_is_answered_and_closed(base: str) -> None:
+    """Upgrades websockets refuses before they are a request (its 8 KiB line limit) got no
+    answer, and the connection was held until the client gave up (uvicorn checked only for
+    frame errors, so the refusal stayed in the protocol's buffer)."""
+    head, rest = await refused_upgrade(base, "/v1/driver/ws?token=" + "a" * 9000)
+    assert head.startswith(b"HTTP/1.1 414 "), head
+    assert b"expected no more than 8192 bytes" in rest, rest
+    long_header = "X-Padding: " + "b" * 9000 + "\r\n"
+    head, _ = await refused_upgrade(base, "/v1/rider/ws", long_header)
+    assert head.startswith(b"HTTP/1.1 431 "), head
+    many_headers = "".join(f"X-H{i}: {i}\r\n" for i in range(200))
+    head, _ = await refused_upgrade(base, "/v1/rider/ws", many_headers)
+    assert head.startswith(b"HTTP/1.1 431 "), head
+    # The server is unharmed: a normal upgrade still works.
+    rider = register(base, "rider", "After Long Line")
+    socket = await Socket.open(base, "/v1/rider/ws", rider["token"])
+    await socket.wait_for("hello")
+    await socket.close()
+
+
 async def test_a_new_socket_past_the_cap_replaces_the_oldest(base: str) -> None:
     rider = register(base, "rider", "Many Tabs")
     first = await Socket.open(base, "/v1/rider/ws", rider["token"])
