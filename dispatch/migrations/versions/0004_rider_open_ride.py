@@ -20,7 +20,8 @@ OPEN = "status IN ('requested', 'matched', 'arrived', 'in_progress')"
 def upgrade() -> None:
     doubled = op.get_bind().scalar(
         sa.text(
-            f"SELECT count(*) FROM (SELECT rider_id FROM ride WHERE {OPEN} "
+            "SELECT count(*) FROM (SELECT rider_id FROM ride "
+            "WHERE status IN ('requested', 'matched', 'arrived', 'in_progress') "
             "GROUP BY rider_id HAVING count(*) > 1) AS doubled"
         )
     )
