@@ -6,13 +6,13 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install lock run test test-long lint format bench loadtest stop
+.PHONY: install lock run test test-long lint audit format bench loadtest stop
 
 install:
 	@scripts/install.sh
 
 # requirements.lock: every runtime and dev dependency of pyproject.toml, transitive included, pinned
-# with `==` and PyPI's sha256 hashes, for CPython >= 3.11 on any platform (markers where it matters).
+# with `==` and the package index's sha256 hashes, for CPython >= 3.11 on any platform (markers where it matters).
 # Pins already in the file are kept; `make lock LOCK_ARGS=--upgrade` (or `--upgrade-package NAME`)
 # moves them. uv, pinned, runs from a virtualenv of its own under .local/.
 UV_VERSION := 0.13.8
@@ -44,6 +44,11 @@ lint: install
 	.venv/bin/ruff format --check .
 	$(PY) -m mypy
 	$(PY) scripts/lint_rules.py
+
+# pip-audit of requirements.lock; needs an advisory service reachable (fails, never passes, when
+# none answers), so it is not part of `make test`.
+audit: install
+	$(PY) scripts/audit.py
 
 format: install
 	.venv/bin/ruff format .
