@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dispatch.core import command_line
 from dispatch.core.settings import get_settings
 
 
@@ -96,7 +97,7 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="coop-dispatch", description=__doc__)
+    parser = command_line.OneLineParser(prog="coop-dispatch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
     for name, run, help_text in (
@@ -131,8 +132,8 @@ def command_plugins() -> list[Callable[[Any], None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.run(args) or 0)
+    """Every failure is one line on stderr and exit status 2 (`dispatch.core.command_line`)."""
+    return command_line.run(build_parser(), argv, lambda args: int(args.run(args) or 0))
 
 
 if __name__ == "__main__":

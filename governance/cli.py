@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from dispatch.core.database import create_engine, create_sessionmaker, transaction
-from dispatch.core.errors import CoopError
 from dispatch.core.redis import create_redis
 from dispatch.core.settings import Settings, get_settings
 from governance import audit
@@ -37,11 +36,7 @@ def _operator_create(args: argparse.Namespace) -> int:
     async def work(session: Any) -> Any:
         return await create_operator(session, args.email, password, name)
 
-    try:
-        user = asyncio.run(_with_session(get_settings(), work))
-    except CoopError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
+    user = asyncio.run(_with_session(get_settings(), work))  # CoopError: one line, exit 2
     print(f"operator {user.email} created (id {user.id})")
     return 0
 

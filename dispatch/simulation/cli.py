@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dispatch.core.command_line import OneLineParser, run
 from dispatch.matching.batch import MatchingSettings
 from dispatch.matching.eta import EtaModel, StraightLineEta
 from dispatch.matching.road_graph import RoadGraphEta
@@ -184,7 +185,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             flush=True,
         )
     if args.json:
-        print(json.dumps([s.as_dict() for s in summaries], indent=2))
+        print(json.dumps([s.as_json() for s in summaries], indent=2, allow_nan=False))
     else:
         print(format_table(summaries))
     return 0
@@ -208,8 +209,6 @@ def format_table(summaries: list[PolicySummary]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dispatch.simulation", description=__doc__)
+    parser = OneLineParser(prog="python -m dispatch.simulation", description=__doc__)
     configure_parser(parser)
-    args = parser.parse_args(argv)
-    result: int = args.run(args)
-    return result
+    return run(parser, argv, run_simulate)

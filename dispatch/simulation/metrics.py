@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -32,6 +33,14 @@ class PolicySummary:
 
     def as_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
+
+    def as_json(self) -> dict[str, float | int | str | None]:
+        """For JSON: a number that does not exist (a greedy policy solves no batch; nobody
+        waited) is null, not NaN."""
+        return {
+            name: None if isinstance(value, float) and not math.isfinite(value) else value
+            for name, value in self.as_dict().items()
+        }
 
 
 def gini(values: FloatArray) -> float:
