@@ -60,7 +60,7 @@ async def get_bylaws(settings: SettingsDep) -> BylawsRead:
 @router.post(
     "/proposals",
     status_code=status.HTTP_201_CREATED,
-    responses=responses(Forbidden, Unprocessable),
+    responses=responses(Forbidden, Conflict, Unprocessable),
 )
 async def draft_proposal(
     body: ProposalCreate, driver: CurrentDriver, session: SessionDep, settings: SettingsDep

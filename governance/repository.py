@@ -61,6 +61,13 @@ class GovernanceRepository:
             query = query.where(Proposal.status == status)
         return list((await self.session.execute(query)).scalars())
 
+    async def open_proposal_count(self, author_id: uuid.UUID) -> int:
+        query = select(func.count()).where(
+            Proposal.author_id == author_id,
+            Proposal.status.in_((ProposalStatus.scheduled, ProposalStatus.open)),
+        )
+        return int((await self.session.execute(query)).scalar_one())
+
     async def due_to_open(self, now: datetime, limit: int) -> list[uuid.UUID]:
         query = (
             select(Proposal.id)

@@ -1,29 +1,55 @@
 from __future__ import annotations
 
+import math
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 CENTS = Field(default=None, ge=0, le=10_000_000)
+# A rate as written by a person: digits and at most one point; no sign, exponent or spaces.
+RATE_TEXT = re.compile(r"\d+(\.\d+)?|\.\d+")
 
 
 class PolicyChanges(BaseModel):
-    """Any subset of the fare policy's fields; those left out keep their value."""
+    """Any subset of the fare policy's fields; those left out keep their value. Strict: a
+    boolean or a string is not a number of cents, and "-0" is not a rate."""
 
     model_config = ConfigDict(extra="forbid")
 
-    base_cents: int | None = CENTS
-    per_km_cents: int | None = CENTS
-    per_minute_cents: int | None = CENTS
-    minimum_cents: int | None = CENTS
-    booking_fee_cents: int | None = CENTS
+    base_cents: StrictInt | None = CENTS
+    per_km_cents: StrictInt | None = CENTS
+    per_minute_cents: StrictInt | None = CENTS
+    minimum_cents: StrictInt | None = CENTS
+    booking_fee_cents: StrictInt | None = CENTS
     commission_rate: Decimal | None = Field(
         default=None, ge=0, le=1, max_digits=5, decimal_places=4, allow_inf_nan=False
     )
-    commission_cap_cents: int | None = CENTS
+    commission_cap_cents: StrictInt | None = CENTS
+
+    @field_validator("commission_rate", mode="before")
+    @classmethod
+    def _plain_rate(cls, value: object) -> object:
+        if value is None or (isinstance(value, Decimal) and not value.is_signed()):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError("commission_rate must be a number or a decimal string")
+        if isinstance(value, str) and not RATE_TEXT.fullmatch(value):
+            raise ValueError('commission_rate must be written like "0.08" (no sign or exponent)')
+        if isinstance(value, float) and math.copysign(1.0, value) < 0:
+            raise ValueError("commission_rate must not be negative")
+        return value
 
     @model_validator(mode="after")
     def _not_empty(self) -> PolicyChanges:
@@ -112,6 +138,14 @@ class BylawsRead(BaseModel):
     tie_passes: bool = False
     min_voting_s: int
     max_voting_s: int
+    max_schedule_ahead_s: int = Field(description="how far ahead opens_at may be")
+    max_effective_delay_s: int = Field(description="how long after closes_at effective_at may be")
+    max_open_proposals_per_member: int = Field(
+        description="scheduled or open proposals one member may have drafted at a time"
+    )
+    min_impact_drivers: int = Field(
+        description="impact previews show per-driver figures only for at least this many drivers"
+    )
     hard_limits: dict[str, int | str]
 
 

@@ -45,7 +45,6 @@ CENTS_FIELDS = (
 COMMISSION_FIELDS = ("commission_rate", "commission_cap_cents")
 POLICY_FIELDS = (*CENTS_FIELDS, *COMMISSION_FIELDS)
 IMPACT_WINDOW = timedelta(days=30)
-MAX_SCHEDULE_AHEAD = timedelta(days=90)
 CLOCK_GRACE_S = 60
 
 
@@ -60,6 +59,10 @@ def bylaws(settings: Settings) -> BylawsRead:
         commission_threshold=settings.governance_commission_threshold,
         min_voting_s=settings.governance_min_voting_s,
         max_voting_s=settings.governance_max_voting_s,
+        max_schedule_ahead_s=settings.governance_max_schedule_ahead_s,
+        max_effective_delay_s=settings.governance_max_effective_delay_s,
+        max_open_proposals_per_member=settings.governance_max_open_proposals_per_member,
+        min_impact_drivers=settings.governance_min_impact_drivers,
         hard_limits={
             "max_commission_rate": settings.governance_max_commission_rate,
             "max_commission_cap_cents": settings.governance_max_commission_cap_cents,
@@ -162,8 +165,10 @@ async def my_membership(session: AsyncSession, user_id: uuid.UUID) -> MemberRead
     return member_read(member, user)
 
 
-async def active_member(session: AsyncSession, user_id: uuid.UUID) -> Member:
-    member = await GovernanceRepository(session).member(user_id)
+async def active_member(
+    session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = False
+) -> Member:
+    member = await GovernanceRepository(session).member(user_id, for_update=for_update)
     if member is None:
         raise Forbidden("only members of the co-op may do this", code="not_a_member")
     if member.status is not MemberStatus.active:
@@ -223,15 +228,20 @@ def normalized_changes(body: ProposalCreate) -> dict[str, int | str]:
 async def draft_proposal(
     session: AsyncSession, settings: Settings, author_id: uuid.UUID, body: ProposalCreate
 ) -> Proposal:
-    await active_member(session, author_id)
+    # The member's row lock serialises one member's drafts, so the open-proposal limit holds.
+    await active_member(session, author_id, for_update=True)
     changes = normalized_changes(body)
     check_hard_limits(settings, changes)
     now = utcnow()
     opens_at = body.opens_at or now
     if opens_at < now - timedelta(seconds=CLOCK_GRACE_S):
         raise Unprocessable("opens_at is in the past", code="voting_window")
-    if opens_at > now + MAX_SCHEDULE_AHEAD:
-        raise Unprocessable("opens_at is more than 90 days ahead", code="voting_window")
+    ahead = settings.governance_max_schedule_ahead_s
+    if opens_at > now + timedelta(seconds=ahead):
+        raise Unprocessable(
+            f"opens_at is more than {ahead} s ahead (bylaw max_schedule_ahead_s)",
+            code="voting_window",
+        )
     opens_at = max(opens_at, now)
     window = (body.closes_at - opens_at).total_seconds()
     # A minute's grace for clocks: "closes in 24 h" must not fail by the request's own latency.
@@ -247,6 +257,22 @@ async def draft_proposal(
         )
     if body.effective_at is not None and body.effective_at < body.closes_at:
         raise Unprocessable("effective_at must not be before closes_at", code="effective_at")
+    delay = settings.governance_max_effective_delay_s
+    if body.effective_at is not None and body.effective_at > body.closes_at + timedelta(
+        seconds=delay
+    ):
+        raise Unprocessable(
+            f"effective_at is more than {delay} s after closes_at (bylaw max_effective_delay_s)",
+            code="effective_at",
+        )
+    repository = GovernanceRepository(session)
+    most = settings.governance_max_open_proposals_per_member
+    if await repository.open_proposal_count(author_id) >= most:
+        raise Conflict(
+            f"you already have {most} scheduled or open proposals (bylaw "
+            "max_open_proposals_per_member); draft again when one has closed",
+            code="too_many_open_proposals",
+        )
     touches_commission = any(name in changes for name in COMMISSION_FIELDS)
     threshold = (
         settings.governance_commission_threshold
@@ -267,7 +293,7 @@ async def draft_proposal(
         effective_at=body.effective_at,
         created_at=now,
     )
-    GovernanceRepository(session).add(proposal)
+    repository.add(proposal)
     await session.flush()
     await audit.append(
         session,

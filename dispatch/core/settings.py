@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     governance_max_commission_rate: str = "0.25"
     governance_max_commission_cap_cents: int = 2_500
     governance_max_fare_field_cents: int = 10_000
+    # How far ahead a proposal may open, and take effect after it closes: a passed proposal
+    # effective in 9999 would hold every later one behind it (they take effect in close order).
+    governance_max_schedule_ahead_s: int = Field(default=90 * 86_400, ge=0)
+    governance_max_effective_delay_s: int = Field(default=90 * 86_400, ge=0)
+    governance_max_open_proposals_per_member: int = Field(default=3, ge=1)
+    # Impact previews show per-driver figures (the median driver's earnings) only for at least
+    # this many drivers, so a small window does not expose one driver's pay.
+    governance_min_impact_drivers: int = Field(default=5, ge=1)
 
     ws_max_frame_bytes: int = 4096
     ws_heartbeat_s: float = 20.0

@@ -1,0 +1,112 @@
+"""Bylaw limits a probe walked past (issue 18): how late a proposal may take effect, how many
+open proposals one member may hold, and payloads whose types were quietly coerced."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from governance.tasks import close_due_proposals
+from tests.governance.conftest import MakeMembers, closes_in
+from tests.governance.test_proposals import DAY, proposal_body
+
+POST = "/v1/governance/proposals"
+
+
+async def test_effective_at_is_capped_by_a_bylaw(
+    client: httpx.AsyncClient, make_members: MakeMembers
+) -> None:
+    (author,) = await make_members(1)
+    bylaws = (await client.get("/v1/governance/bylaws")).json()
+    delay = bylaws["max_effective_delay_s"]
+    assert delay == 90 * DAY
+    for effective_at in ("9999-12-31T00:00:00Z", closes_in(2 * DAY + delay + 3600)):
+        far = await client.post(
+            POST, json=proposal_body(effective_at=effective_at), headers=author.headers
+        )
+        assert far.status_code == 422, far.text
+        assert far.json()["error"] == "effective_at"
+        assert "max_effective_delay_s" in far.json()["detail"]
+    within = await client.post(
+        POST, json=proposal_body(effective_at=closes_in(2 * DAY + delay)), headers=author.headers
+    )
+    assert within.status_code == 201, within.text
+
+
+async def test_opens_at_cap_is_the_same_kind_of_bylaw(
+    client: httpx.AsyncClient, make_members: MakeMembers
+) -> None:
+    (author,) = await make_members(1)
+    ahead = (await client.get("/v1/governance/bylaws")).json()["max_schedule_ahead_s"]
+    late = await client.post(
+        POST,
+        json=proposal_body(opens_at=closes_in(ahead + 3600), closes_at=closes_in(ahead + 2 * DAY)),
+        headers=author.headers,
+    )
+    assert late.status_code == 422 and late.json()["error"] == "voting_window", late.text
+
+
+async def test_open_proposals_per_member_are_limited(
+    app: Any, client: httpx.AsyncClient, make_members: MakeMembers, travel: Any
+) -> None:
+    author, other = await make_members(2)
+    limit = (await client.get("/v1/governance/bylaws")).json()["max_open_proposals_per_member"]
+    assert limit == 3
+    travel(-timedelta(days=3))
+    # Drafted all at once: the limit holds under concurrency too.
+    answers = await asyncio.gather(
+        *(client.post(POST, json=proposal_body(), headers=author.headers) for _ in range(8))
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] * limit + [409] * (8 - limit), [a.text for a in answers]
+    refused = next(a for a in answers if a.status_code == 409).json()
+    assert refused["error"] == "too_many_open_proposals"
+    assert str(limit) in refused["detail"]
+    # A scheduled proposal counts as open.
+    scheduled = await client.post(
+        POST,
+        json=proposal_body(opens_at=closes_in(3600), closes_at=closes_in(3600 + 2 * DAY)),
+        headers=author.headers,
+    )
+    assert scheduled.status_code == 409
+    # Others are not held back by this member's drafts.
+    assert (await client.post(POST, json=proposal_body(), headers=other.headers)).status_code == 201
+    # Once voting has closed, the member may draft again.
+    travel(timedelta(days=2, seconds=1))
+    await close_due_proposals(app.state)
+    again = await client.post(POST, json=proposal_body(), headers=author.headers)
+    assert again.status_code == 201, again.text
+
+
+async def test_proposal_fields_are_not_coerced(
+    client: httpx.AsyncClient, make_members: MakeMembers
+) -> None:
+    (author,) = await make_members(1)
+    for changes in (
+        {"base_cents": True},
+        {"per_km_cents": False},
+        {"minimum_cents": "900"},
+        {"booking_fee_cents": 250.0},
+        {"commission_cap_cents": True},
+        {"commission_rate": "-0"},
+        {"commission_rate": "-0.0000"},
+        {"commission_rate": -0.0},
+        {"commission_rate": True},
+        {"commission_rate": " 0.08"},
+        {"commission_rate": "8e-2"},
+        {"commission_rate": "+0.08"},
+    ):
+        refused = await client.post(
+            POST, json=proposal_body(changes=changes), headers=author.headers
+        )
+        assert refused.status_code == 422, (changes, refused.text)
+        assert refused.json()["error"] == "validation_error", refused.text
+    # What the docs promise still works: integers, and the rate as a number or a plain string.
+    for changes in ({"base_cents": 0}, {"commission_rate": "0.08"}, {"commission_rate": 0}):
+        accepted = await client.post(
+            POST, json=proposal_body(changes=changes), headers=author.headers
+        )
+        assert accepted.status_code == 201, (changes, accepted.text)
