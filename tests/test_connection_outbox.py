@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from dispatch.core.security import TokenClaims
@@ -13,7 +14,7 @@ from dispatch.realtime.connection import Connection
 def test_an_overflowing_send_queue_drops_the_oldest_and_asks_for_a_resync() -> None:
     connection = Connection(
         None,  # type: ignore[arg-type]  # send() never touches the socket
-        TokenClaims(user_id=uuid.uuid4(), role="driver"),
+        TokenClaims(user_id=uuid.uuid4(), role="driver", expires_at=datetime.now(UTC)),
         Settings(ws_send_queue=3),
     )
     for i in range(5):

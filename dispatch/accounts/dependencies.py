@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from dispatch.accounts.models import Role
-from dispatch.accounts.repository import AccountRepository
+from dispatch.accounts.service import token_account_current
 from dispatch.core.database import SessionDep
 from dispatch.core.errors import Forbidden, Unauthorized
 from dispatch.core.security import TokenClaims, decode_access_token
@@ -34,11 +34,9 @@ async def current_claims(
     claims = decode_access_token(settings, token)
     if claims is None:
         raise Unauthorized("invalid or expired token", code="invalid_token")
-    # A well-signed token can outlive its account (deleted, or its role changed); such a token
-    # once reached the database as a foreign key violation (a 500). One primary-key read, shared
-    # with the route through the request's session.
-    user = await AccountRepository(session).user(claims.user_id)
-    if user is None or user.role.value != claims.role:
+    # Such a token once reached the database as a foreign key violation (a 500); the read shares
+    # the request's session with the route.
+    if not await token_account_current(session, claims):
         raise Unauthorized("this token's account no longer exists", code="invalid_token")
     return claims
 

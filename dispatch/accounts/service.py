@@ -11,7 +11,7 @@ from dispatch.accounts.schemas import RegisterRequest, UserRead, Vehicle
 from dispatch.core.errors import Conflict, Unauthorized
 from dispatch.core.rate_limit import Budget, refuse_if_spent, spend
 from dispatch.core.redis import Redis
-from dispatch.core.security import hash_password, verify_password
+from dispatch.core.security import TokenClaims, hash_password, verify_password
 from dispatch.core.settings import Settings
 
 # Verified against when the email is unknown, so timing does not reveal which emails exist.
@@ -79,6 +79,13 @@ async def authenticate(
         await spend(redis, budgets)
         raise Unauthorized("wrong email or password", code="bad_credentials")
     return user
+
+
+async def token_account_current(session: AsyncSession, claims: TokenClaims) -> bool:
+    """A well-signed token can outlive its account (deleted, or its role changed): it then
+    authorizes nothing, on REST or WebSocket. One primary-key read."""
+    user = await AccountRepository(session).user(claims.user_id)
+    return user is not None and user.role.value == claims.role
 
 
 def vehicle_of(driver: Driver | None) -> Vehicle | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from argon2 import PasswordHasher
@@ -34,6 +34,7 @@ def verify_password(password_hash: str, password: str) -> bool:
 class TokenClaims:
     user_id: uuid.UUID
     role: str
+    expires_at: datetime  # a WebSocket opened with the token closes then (unless refreshed)
 
 
 def issue_access_token(settings: Settings, user_id: uuid.UUID, role: str) -> str:
@@ -62,6 +63,10 @@ def decode_access_token(settings: Settings, token: str) -> TokenClaims | None:
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "iat", "sub", "aud", "iss"]},
         )
-        return TokenClaims(user_id=uuid.UUID(payload["sub"]), role=str(payload["role"]))
-    except (jwt.PyJWTError, KeyError, ValueError):
+        return TokenClaims(
+            user_id=uuid.UUID(payload["sub"]),
+            role=str(payload["role"]),
+            expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
+        )
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError, OverflowError, OSError):
         return None

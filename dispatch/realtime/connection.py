@@ -23,6 +23,7 @@ from sqlalchemy import select
 from starlette.websockets import WebSocketState
 
 from dispatch.accounts.dependencies import websocket_token
+from dispatch.accounts.service import token_account_current
 from dispatch.core.database import transaction
 from dispatch.core.errors import is_retryable
 from dispatch.core.redis import RegionKeys
@@ -36,8 +37,12 @@ log = logging.getLogger(__name__)
 
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+CLOSE_TOKEN = 4401
 CLOSE_HEARTBEAT = 4408
 CLOSE_REPLACED = 4409
+ACCOUNT_GONE = "this token's account no longer exists"
+TOKEN_EXPIRED = "token expired; reconnect with a new token, or send refresh before it expires"
 REPLAY_LIMIT = 1000
 FLUSH_ROUNDS_BEFORE_CLOSE = 10  # a writer blocked on a peer that does not read gets no longer
 
@@ -170,6 +175,9 @@ class Connection:
                     message[key] = request[key]
         self.send(message)
 
+    def token_expired(self) -> bool:
+        return time.time() >= self.claims.expires_at.timestamp()
+
     def allow_message(self, now: float) -> bool:
         rate = self.settings.ws_messages_per_second
         self._tokens = min(rate * 2, self._tokens + (now - self._refilled) * rate)
@@ -183,16 +191,56 @@ class Connection:
 async def authenticate(websocket: WebSocket, settings: Settings, role: str) -> TokenClaims | None:
     token = websocket_token(dict(websocket.headers), dict(websocket.query_params))
     claims = decode_access_token(settings, token) if token else None
-    reason = None
+    code, reason = CLOSE_POLICY, None
     if claims is None:
         reason = "missing, invalid or expired token"
     elif claims.role != role:
         reason = f"this socket is for {role}s"
+    else:
+        try:
+            if not await _account_current(websocket.app.state, claims):
+                reason = ACCOUNT_GONE
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            code, reason = CLOSE_TRY_AGAIN, "a backing service failed; reconnect"
     if reason is not None:
         await websocket.accept()
-        await websocket.close(code=CLOSE_POLICY, reason=reason)
+        await websocket.close(code=code, reason=reason)
         return None
     return claims
+
+
+async def _account_current(app_state: Any, claims: TokenClaims) -> bool:
+    async with transaction(app_state) as session:
+        return await token_account_current(session, claims)
+
+
+async def _refresh(connection: Connection, message: dict[str, Any]) -> None:
+    """`{"type": "refresh", "token"}`: a newer token of the same account and role moves the
+    socket's deadline to its expiry; anything else leaves the deadline where it was."""
+    token = message.get("token")
+    claims = None
+    if isinstance(token, str):
+        claims = decode_access_token(connection.settings, token)
+    if claims is None:
+        connection.error("invalid_token", "missing, invalid or expired token", message)
+        return
+    if claims.user_id != connection.user_id or claims.role != connection.claims.role:
+        connection.error("invalid_token", "the token is for another account or role", message)
+        return
+    if not await _account_current(connection.websocket.app.state, claims):
+        await _close(connection, CLOSE_TOKEN, ACCOUNT_GONE)
+        return
+    if claims.expires_at > connection.claims.expires_at:
+        connection.claims = claims
+    reply: dict[str, Any] = {
+        "type": "refreshed",
+        "expires_at": connection.claims.expires_at.isoformat(),
+    }
+    if "id" in message:
+        reply["id"] = message["id"]
+    connection.send(reply)
 
 
 def origin_allowed(websocket: WebSocket, settings: Settings) -> bool:
@@ -229,7 +277,14 @@ async def serve(
             _replace(replaced)
         async with app_state.event_hub.listen(channel, settings.ws_send_queue) as live:
             after = _after_param(websocket)
-            connection.send({"type": "hello", "user_id": str(claims.user_id), "role": role})
+            connection.send(
+                {
+                    "type": "hello",
+                    "user_id": str(claims.user_id),
+                    "role": role,
+                    "expires_at": claims.expires_at.isoformat(),
+                }
+            )
             if after is not None:
                 connection.last_event_id = after
                 await _replay(app_state, connection, after)
@@ -239,6 +294,7 @@ async def serve(
                 asyncio.create_task(_pump_live(connection, live, on_event)),
                 asyncio.create_task(_write(connection)),
                 asyncio.create_task(_heartbeat(connection)),
+                asyncio.create_task(_expire(connection)),
             ]
             try:
                 await _read(connection, on_message)
@@ -337,6 +393,16 @@ async def _heartbeat(connection: Connection) -> None:
         connection.send({"type": "ping"})
 
 
+async def _expire(connection: Connection) -> None:
+    """Close at the token's expiry, as REST would refuse it then; a refresh moves the deadline."""
+    while True:
+        remaining = connection.claims.expires_at.timestamp() - time.time()
+        if remaining <= 0:
+            await _close(connection, CLOSE_TOKEN, TOKEN_EXPIRED)
+            return
+        await asyncio.sleep(remaining)
+
+
 async def _close(connection: Connection, code: int, reason: str) -> None:
     """Close after what is already queued, so that the client reads why (the `rate_limited`
     errors before a flood's close, say): a read loop fed faster than it yields would otherwise
@@ -392,8 +458,12 @@ async def _read(connection: Connection, on_message: Handler) -> None:
             continue
         if message["type"] == "pong":
             continue
+        if connection.token_expired():  # the expiry task may not have run yet
+            await _close(connection, CLOSE_TOKEN, TOKEN_EXPIRED)
+            return
+        handler = _refresh if message["type"] == "refresh" else on_message
         try:
-            await on_message(connection, message)
+            await handler(connection, message)
         except Exception as exc:
             if is_retryable(exc):  # the database or Redis failed under it, not the message
                 log.warning("websocket %s: retryable %r", message.get("type"), exc)
