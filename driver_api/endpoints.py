@@ -99,7 +99,7 @@ async def list_rides(
 ) -> list[DriverRideRead]:
     statuses = [RideStatus.completed, RideStatus.cancelled, *ACTIVE_STATUSES]
     found = await RideRepository(session).rides_of_driver(driver.user_id, statuses, limit, before)
-    return [await rides.driver_view(session, ride) for ride in found]
+    return await rides.driver_views(session, found)
 
 
 @router.get("/rides/current", responses=responses(Unauthorized))

@@ -70,7 +70,7 @@ async def list_rides(
     before: IsoDatetime | None = None,
 ) -> list[RideRead]:
     found = await RideRepository(session).rides_of_rider(rider.user_id, limit, before)
-    return [await rides.rider_view(session, ride) for ride in found]
+    return await rides.rider_views(session, found)
 
 
 @router.get("/rides/{ride_id}", responses=responses(Unauthorized, NotFound))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 
 from geoalchemy2.functions import ST_Covers, ST_MakePoint, ST_SetSRID
@@ -37,6 +38,18 @@ class FareRepository:
 
     async def quote(self, quote_id: uuid.UUID) -> Quote | None:
         return await self.session.get(Quote, quote_id)
+
+    async def quotes(self, quote_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Quote]:
+        if not quote_ids:
+            return {}
+        query = select(Quote).where(Quote.id.in_(quote_ids))
+        return {quote.id: quote for quote in (await self.session.execute(query)).scalars()}
+
+    async def policies_by_version(self, versions: Collection[int]) -> dict[int, FarePolicy]:
+        if not versions:
+            return {}
+        query = select(FarePolicy).where(FarePolicy.version.in_(versions))
+        return {policy.version: policy for policy in (await self.session.execute(query)).scalars()}
 
     def add(self, item: Quote | FarePolicy | Region) -> None:
         self.session.add(item)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -78,13 +78,23 @@ class RideRepository:
         )
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def driver_profile(self, driver_id: uuid.UUID) -> tuple[UserAccount, Driver] | None:
-        query = select(UserAccount, Driver).join(Driver, Driver.user_id == UserAccount.id)
-        row = (await self.session.execute(query.where(UserAccount.id == driver_id))).first()
-        return (row[0], row[1]) if row else None
+    async def driver_profiles(
+        self, driver_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, tuple[UserAccount, Driver]]:
+        if not driver_ids:
+            return {}
+        query = (
+            select(UserAccount, Driver)
+            .join(Driver, Driver.user_id == UserAccount.id)
+            .where(UserAccount.id.in_(driver_ids))
+        )
+        return {user.id: (user, driver) for user, driver in await self.session.execute(query)}
 
-    async def user(self, user_id: uuid.UUID) -> UserAccount | None:
-        return await self.session.get(UserAccount, user_id)
+    async def users(self, user_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, UserAccount]:
+        if not user_ids:
+            return {}
+        query = select(UserAccount).where(UserAccount.id.in_(user_ids))
+        return {user.id: user for user in (await self.session.execute(query)).scalars()}
 
     async def set_offer_status(
         self, offer_ids: Sequence[uuid.UUID], status: OfferStatus, at: datetime

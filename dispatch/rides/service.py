@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -253,82 +254,117 @@ async def cancel_by_driver(
     return ride
 
 
-async def receipt_of(session: AsyncSession, ride: Ride) -> Receipt:
+async def receipts_of(session: AsyncSession, rides: Sequence[Ride]) -> dict[uuid.UUID, Receipt]:
+    """Receipts of completed rides, by ride id, in two statements however many rides."""
+    if not rides:
+        return {}
     repository = FareRepository(session)
-    quote = await repository.quote(ride.quote_id)
-    policy = await repository.policy(ride.policy_version)
-    assert quote is not None
-    assert policy is not None
-    return Receipt(
-        ride_id=ride.id,
-        total_cents=ride.total_cents,
-        driver_cents=ride.driver_cents,
-        coop_cents=ride.coop_cents,
-        currency=ride.currency,
-        breakdown=quote.breakdown,
-        policy_version=ride.policy_version,
-        proposal_id=policy.proposal_id,
-        distance_m=ride.distance_m,
-        duration_s=ride.duration_s,
-        completed_at=ride.ended_at or utcnow(),
-    )
-
-
-async def assigned_driver(session: AsyncSession, driver_id: uuid.UUID) -> AssignedDriver | None:
-    profile = await RideRepository(session).driver_profile(driver_id)
-    if profile is None:
-        return None
-    user, driver = profile
-    return AssignedDriver(id=user.id, name=user.name, vehicle=vehicle_of(driver))
-
-
-async def rider_view(session: AsyncSession, ride: Ride) -> RideRead:
-    return RideRead(
-        id=ride.id,
-        status=ride.status.value,
-        pickup=LatLng(lat=ride.pickup_lat, lng=ride.pickup_lng),
-        dropoff=LatLng(lat=ride.dropoff_lat, lng=ride.dropoff_lng),
-        fare=Fare(
+    quotes = await repository.quotes([ride.quote_id for ride in rides])
+    policies = await repository.policies_by_version({ride.policy_version for ride in rides})
+    return {
+        ride.id: Receipt(
+            ride_id=ride.id,
             total_cents=ride.total_cents,
             driver_cents=ride.driver_cents,
             coop_cents=ride.coop_cents,
             currency=ride.currency,
+            breakdown=quotes[ride.quote_id].breakdown,
             policy_version=ride.policy_version,
-        ),
-        distance_m=ride.distance_m,
-        duration_s=ride.duration_s,
-        driver=await assigned_driver(session, ride.driver_id) if ride.driver_id else None,
-        pickup_eta_s=ride.pickup_eta_s,
-        requested_at=ride.requested_at,
-        matched_at=ride.matched_at,
-        arrived_at=ride.arrived_at,
-        started_at=ride.started_at,
-        ended_at=ride.ended_at,
-        cancelled_by=ride.cancelled_by,
-        cancel_reason=ride.cancel_reason,
-        receipt=await receipt_of(session, ride) if ride.status is RideStatus.completed else None,
+            proposal_id=policies[ride.policy_version].proposal_id,
+            distance_m=ride.distance_m,
+            duration_s=ride.duration_s,
+            completed_at=ride.ended_at or utcnow(),
+        )
+        for ride in rides
+    }
+
+
+async def receipt_of(session: AsyncSession, ride: Ride) -> Receipt:
+    return (await receipts_of(session, [ride]))[ride.id]
+
+
+async def assigned_drivers(
+    session: AsyncSession, driver_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, AssignedDriver]:
+    profiles = await RideRepository(session).driver_profiles(driver_ids)
+    return {
+        user.id: AssignedDriver(id=user.id, name=user.name, vehicle=vehicle_of(driver))
+        for user, driver in profiles.values()
+    }
+
+
+async def assigned_driver(session: AsyncSession, driver_id: uuid.UUID) -> AssignedDriver | None:
+    return (await assigned_drivers(session, [driver_id])).get(driver_id)
+
+
+async def rider_views(session: AsyncSession, rides: Sequence[Ride]) -> list[RideRead]:
+    """The rider's views of rides in a fixed number of statements: a list never queries per ride."""
+    drivers = await assigned_drivers(session, {r.driver_id for r in rides if r.driver_id})
+    receipts = await receipts_of(session, [r for r in rides if r.status is RideStatus.completed])
+    return [
+        RideRead(
+            id=ride.id,
+            status=ride.status.value,
+            pickup=LatLng(lat=ride.pickup_lat, lng=ride.pickup_lng),
+            dropoff=LatLng(lat=ride.dropoff_lat, lng=ride.dropoff_lng),
+            fare=Fare(
+                total_cents=ride.total_cents,
+                driver_cents=ride.driver_cents,
+                coop_cents=ride.coop_cents,
+                currency=ride.currency,
+                policy_version=ride.policy_version,
+            ),
+            distance_m=ride.distance_m,
+            duration_s=ride.duration_s,
+            driver=drivers.get(ride.driver_id) if ride.driver_id else None,
+            pickup_eta_s=ride.pickup_eta_s,
+            requested_at=ride.requested_at,
+            matched_at=ride.matched_at,
+            arrived_at=ride.arrived_at,
+            started_at=ride.started_at,
+            ended_at=ride.ended_at,
+            cancelled_by=ride.cancelled_by,
+            cancel_reason=ride.cancel_reason,
+            receipt=receipts.get(ride.id),
+        )
+        for ride in rides
+    ]
+
+
+async def rider_view(session: AsyncSession, ride: Ride) -> RideRead:
+    return (await rider_views(session, [ride]))[0]
+
+
+async def driver_views(session: AsyncSession, rides: Sequence[Ride]) -> list[DriverRideRead]:
+    """The driver's views of rides in a fixed number of statements; the rider's contact only on
+    rides still under way."""
+    riders = await RideRepository(session).users(
+        {ride.rider_id for ride in rides if ride.status not in TERMINAL_STATUSES}
     )
+    views = []
+    for ride in rides:
+        user = riders.get(ride.rider_id) if ride.status not in TERMINAL_STATUSES else None
+        views.append(
+            DriverRideRead(
+                id=ride.id,
+                status=ride.status.value,
+                pickup=LatLng(lat=ride.pickup_lat, lng=ride.pickup_lng),
+                dropoff=LatLng(lat=ride.dropoff_lat, lng=ride.dropoff_lng),
+                driver_cents=ride.driver_cents,
+                coop_cents=ride.coop_cents,
+                total_cents=ride.total_cents,
+                currency=ride.currency,
+                pickup_eta_s=ride.pickup_eta_s,
+                rider=RiderContact(name=user.name, phone=user.phone) if user else None,
+                matched_at=ride.matched_at,
+                ended_at=ride.ended_at,
+            )
+        )
+    return views
 
 
 async def driver_view(session: AsyncSession, ride: Ride) -> DriverRideRead:
-    rider = None
-    if ride.status not in TERMINAL_STATUSES:
-        user = await RideRepository(session).user(ride.rider_id)
-        rider = RiderContact(name=user.name, phone=user.phone) if user else None
-    return DriverRideRead(
-        id=ride.id,
-        status=ride.status.value,
-        pickup=LatLng(lat=ride.pickup_lat, lng=ride.pickup_lng),
-        dropoff=LatLng(lat=ride.dropoff_lat, lng=ride.dropoff_lng),
-        driver_cents=ride.driver_cents,
-        coop_cents=ride.coop_cents,
-        total_cents=ride.total_cents,
-        currency=ride.currency,
-        pickup_eta_s=ride.pickup_eta_s,
-        rider=rider,
-        matched_at=ride.matched_at,
-        ended_at=ride.ended_at,
-    )
+    return (await driver_views(session, [ride]))[0]
 
 
 def offer_view(offer: Offer, ride: Ride) -> OfferRead:
