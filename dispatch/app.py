@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dispatch.core.database import create_engine, create_sessionmaker
+from dispatch.core.database import create_engine, create_sessionmaker, transaction
 from dispatch.core.errors import install_error_handlers
 from dispatch.core.heap import freeze_startup_heap
 from dispatch.core.log_privacy import install_log_privacy
@@ -23,9 +23,12 @@ from dispatch.core.nul_guard import RejectNulMiddleware
 from dispatch.core.openapi import document_auth_errors
 from dispatch.core.redis import RegionKeys, create_redis
 from dispatch.core.settings import Settings, get_settings
+from dispatch.dispatcher.plausibility import PositionGate
 from dispatch.dispatcher.presence import LocationIndex
 from dispatch.dispatcher.worker import dispatch_forever
 from dispatch.events.hub import EventHub
+from dispatch.fares import service as fares
+from dispatch.fares.areas import ServiceAreaCache, ServiceAreas
 from dispatch.matching.eta import EtaModel, StraightLineEta
 from dispatch.realtime.connection import ConnectionLimiter
 
@@ -36,6 +39,11 @@ DrivingGate = Callable[[AsyncSession, Any], Awaitable[None]]
 
 def default_eta(settings: Settings) -> EtaModel:
     return StraightLineEta(speed_kmh=settings.eta_speed_kmh, circuity=settings.eta_circuity)
+
+
+async def _load_service_areas(state: Any) -> ServiceAreas:
+    async with transaction(state) as session:
+        return await fares.service_areas(session)
 
 
 def create_app(
@@ -56,12 +64,18 @@ def create_app(
         state.location_index = LocationIndex(
             state.redis, RegionKeys(settings.region), settings.location_flush_ms / 1000
         )
+        state.position_gate = PositionGate(
+            ServiceAreaCache(lambda: _load_service_areas(state), settings.service_area_reload_s),
+            max_speed_mps=settings.location_max_speed_mps,
+            jitter_m=settings.location_jitter_m,
+        )
         state.ws_limiter = ConnectionLimiter()
         state.driving_gate = None
         for hook in app_hooks:
             hook(app)
         await state.event_hub.start()
         await state.location_index.start()
+        await state.position_gate.areas.reload()
         if settings.gc_freeze:
             freeze_startup_heap()
         dispatcher = (

@@ -29,9 +29,12 @@ from sqlalchemy import text
 
 from dispatch.core.redis import RegionKeys
 from dispatch.dispatcher.cycle import CycleReport
+from dispatch.dispatcher.plausibility import Refusal
 
 log = logging.getLogger(__name__)
 
+# Why a driver position was refused: the gate's reasons, and the geo index refusing it itself.
+REFUSAL_REASONS = (*(str(reason) for reason in Refusal), "index_refused")
 BATCH_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -185,6 +188,15 @@ class ApiMetrics:
             "Driver positions written to the geo index",
             registry=self.registry,
         )
+        self.location_refused = Counter(
+            "coop_location_updates_refused",
+            "Driver positions refused (an error frame each), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.refused_last: dict[str, int] = {}
+        for reason in REFUSAL_REASONS:
+            self.location_refused.labels(reason)
         self.snapshot = _SnapshotCollector()
         self.registry.register(self.snapshot)
         self.registry.register(_ProcessCollector(state))
@@ -198,6 +210,15 @@ class ApiMetrics:
             self.received_last = index.updates_received
             self.location_indexed.inc(index.updates_indexed - self.indexed_last)
             self.indexed_last = index.updates_indexed
+        gate = getattr(state, "position_gate", None)
+        refused: dict[str, int] = {}
+        if gate is not None:
+            refused.update({str(reason): count for reason, count in gate.refused.items()})
+        if index is not None:
+            refused["index_refused"] = index.updates_refused
+        for reason, count in refused.items():
+            self.location_refused.labels(reason).inc(count - self.refused_last.get(reason, 0))
+        self.refused_last = refused
         settings = state.settings
         keys = RegionKeys(settings.region)
         try:

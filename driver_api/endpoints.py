@@ -12,9 +12,10 @@ from dispatch.accounts.dependencies import CurrentDriver
 from dispatch.accounts.repository import AccountRepository
 from dispatch.core.database import SessionDep, transaction
 from dispatch.core.errors import Conflict, CoopError, Forbidden, NotFound, Unauthorized, responses
-from dispatch.core.geo import valid_coordinate
 from dispatch.core.params import IsoDatetime
-from dispatch.dispatcher.presence import LocationIndex
+from dispatch.dispatcher.plausibility import DETAILS as POSITION_REFUSALS
+from dispatch.dispatcher.plausibility import PositionGate, Refusal
+from dispatch.dispatcher.presence import LocationIndex, Written
 from dispatch.events.outbox import publish_ephemeral
 from dispatch.idempotency.dependencies import IdempotencyDep, IdempotentRoute
 from dispatch.realtime.connection import Connection, serve
@@ -203,13 +204,12 @@ def _on_event(connection: Connection, message: dict[str, Any]) -> None:
 
 
 async def _location(connection: Connection, message: dict[str, Any]) -> None:
-    point = valid_coordinate(message.get("lat"), message.get("lng"))
-    if point is None:
-        connection.error(
-            "bad_coordinates", "lat must be in [-90, 90] and lng in [-180, 180]", message
-        )
-        return
     state = connection.websocket.app.state
+    gate: PositionGate = state.position_gate
+    point = await gate.check(connection.member, message.get("lat"), message.get("lng"))
+    if isinstance(point, Refusal):
+        connection.error(point.value, POSITION_REFUSALS[point], message)
+        return
     if not connection.state.get("online"):
         connection.error("offline", "go online before streaming positions", message)
         return
@@ -229,10 +229,16 @@ async def _location(connection: Connection, message: dict[str, Any]) -> None:
         )
 
 
-def _acknowledge(request: tuple[Connection, Any], indexed: bool) -> None:
+def _acknowledge(request: tuple[Connection, Any], written: Written) -> None:
     connection, message_id = request
-    if indexed:
+    if written is Written.indexed:
         connection.send({"type": "location.ack", "id": message_id})
+    elif written is Written.refused:
+        connection.error(
+            "bad_coordinates",
+            "the geo index refused this position",
+            {"type": "location", "id": message_id},
+        )
     else:
         connection.error(
             "retry",

@@ -238,8 +238,9 @@ async def _generator(
             for _ in range(due):
                 socket = sockets[next_id % len(sockets)]
                 next_id += 1
+                # Each socket keeps its place: the API refuses drivers that jump around.
                 payload = b'{"type":"location","lat":%.5f,"lng":%.5f,"id":%d}' % (
-                    lat + (next_id % 97) * 1e-4,
+                    lat + (next_id % len(sockets) % 97) * 1e-4,
                     lng,
                     next_id,
                 )

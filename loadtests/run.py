@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     if not args.host:
         env = load_database_env(env)
+        # Rides run compressed in time (`--time-scale`), so simulated cars move many times faster
+        # than the API's plausibility check allows real ones (70 m/s).
+        env.setdefault("COOP_LOCATION_MAX_SPEED_MPS", "5000")
         create_database(env["COOP_DATABASE_URL"])
         subprocess.run(
             [sys.executable, "-m", "dispatch.cli", "migrate"], cwd=ROOT, env=env, check=True

@@ -36,6 +36,8 @@ os.environ.update(
         "COOP_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
         "COOP_LOGIN_ACCOUNT_ATTEMPTS_PER_MINUTE": "1000",
         "COOP_JWT_SECRET": TEST_JWT_SECRET,
+        # Tests add regions while processes run: a position outside the known areas reloads them.
+        "COOP_SERVICE_AREA_RELOAD_S": "0",
     }
 )
 

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     ws_messages_per_second: int = 20
     ws_allowed_origins: str = ""
     location_flush_ms: float = 0.0
+    # Positions implying a faster move than this (plus the jitter) are refused: 70 m/s = 252 km/h.
+    location_max_speed_mps: float = 70.0
+    location_jitter_m: float = 100.0
+    # A position outside every service area reloads the areas, at most this often.
+    service_area_reload_s: float = 1.0
     gc_freeze: bool = True
 
     dispatcher_metrics_host: str = "127.0.0.1"

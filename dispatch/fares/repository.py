@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Collection
 from datetime import datetime
 
-from geoalchemy2.functions import ST_Covers, ST_MakePoint, ST_SetSRID
+from geoalchemy2.functions import ST_AsGeoJSON, ST_Covers, ST_MakePoint, ST_SetSRID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,10 @@ class FareRepository:
         point = ST_SetSRID(ST_MakePoint(lng, lat), 4326)
         query = select(Region).where(ST_Covers(Region.area, point)).limit(1)
         return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def service_areas_geojson(self) -> list[str]:
+        query = select(ST_AsGeoJSON(Region.area)).where(Region.area.is_not(None))
+        return [str(area) for area in (await self.session.execute(query)).scalars()]
 
     async def quote(self, quote_id: uuid.UUID) -> Quote | None:
         return await self.session.get(Quote, quote_id)

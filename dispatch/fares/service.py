@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.core.clock import utcnow
 from dispatch.core.errors import NotFound, Unavailable, Unprocessable
 from dispatch.core.settings import Settings
+from dispatch.fares.areas import ServiceAreas
 from dispatch.fares.models import FarePolicy, Quote
 from dispatch.fares.pricing import FareRules, price
 from dispatch.fares.repository import FareRepository
@@ -81,3 +82,7 @@ async def rider_quote(session: AsyncSession, rider_id: uuid.UUID, quote_id: uuid
     if quote is None or quote.rider_id != rider_id:
         raise NotFound("quote not found", code="quote_not_found")
     return quote
+
+
+async def service_areas(session: AsyncSession) -> ServiceAreas:
+    return ServiceAreas(await FareRepository(session).service_areas_geojson())

@@ -112,9 +112,9 @@ async def test_ride_across_two_api_processes(stack: Stack) -> None:
     assert matched["vehicle"]["make"] == "Toyota"
     assert matched["eta_s"] > 0
 
-    await far_socket.send({"type": "location", "lat": 40.7620, "lng": -73.9830})
+    await far_socket.send({"type": "location", "lat": 40.7646, "lng": -73.9804})
     position = await rider_socket.wait_for("driver.location", ride_id=ride_id)
-    assert position["lat"] == pytest.approx(40.7620)
+    assert position["lat"] == pytest.approx(40.7646)
 
     for action, event in (
         ("arrive", "ride.arrived"),

@@ -41,7 +41,9 @@ def kpi_rows(out: Path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Stack:
-    with running_stack(tmp_path, dispatcher_metrics_port=str(free_port())) as running:
+    with running_stack(
+        tmp_path, dispatcher_metrics_port=str(free_port()), location_max_speed_mps="5000"
+    ) as running:
         yield running
 
 
