@@ -59,6 +59,10 @@ def load_database_env(base: dict[str, str]) -> dict[str, str]:
     env["COOP_REDIS_URL"] = (
         env.get("COOP_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/2"
     )
+    # Every simulated phone comes from this one address: its per-address budgets would refuse
+    # them; the per-rider ones stay as shipped.
+    env.setdefault("COOP_QUOTES_PER_ADDRESS_PER_MINUTE", "1000000")
+    env.setdefault("COOP_REGISTER_PER_ADDRESS_PER_HOUR", "1000000")
     return env
 
 

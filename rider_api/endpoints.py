@@ -7,9 +7,19 @@ from fastapi import APIRouter, Body, Query, Request, WebSocket
 
 from dispatch.accounts.dependencies import CurrentRider, SettingsDep
 from dispatch.core.database import SessionDep
-from dispatch.core.errors import Conflict, Gone, NotFound, Unauthorized, Unprocessable, responses
+from dispatch.core.errors import (
+    Conflict,
+    Gone,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+    responses,
+)
 from dispatch.core.geo import LatLng
 from dispatch.core.params import IsoDatetime
+from dispatch.core.rate_limit import Budget, ClientAddress, take
+from dispatch.core.redis import RedisDep
 from dispatch.fares import service as fares
 from dispatch.fares.schemas import QuoteCreate, QuoteRead
 from dispatch.idempotency.dependencies import IdempotencyDep, IdempotentRoute
@@ -21,14 +31,25 @@ from dispatch.rides.schemas import CancelRequest, RideRead, RideRequest
 router = APIRouter(prefix="/v1/rider", tags=["rider"], route_class=IdempotentRoute)
 
 
-@router.post("/quotes", status_code=201, responses=responses(Unauthorized, Unprocessable))
+@router.post(
+    "/quotes",
+    status_code=201,
+    responses=responses(Unauthorized, Unprocessable, TooManyRequests),
+)
 async def create_quote(
     body: QuoteCreate,
     rider: CurrentRider,
     session: SessionDep,
     settings: SettingsDep,
     request: Request,
+    redis: RedisDep,
+    address: ClientAddress,
 ) -> QuoteRead:
+    budgets = [
+        Budget("quote:rider", str(rider.user_id), settings.quotes_per_rider_per_minute),
+        Budget("quote:address", address, settings.quotes_per_address_per_minute),
+    ]
+    await take(redis, budgets, "too many quotes; wait and retry", code="quote_rate_limited")
     quote = await fares.create_quote(session, settings, request.app.state.eta, rider.user_id, body)
     return QuoteRead(
         id=quote.id,

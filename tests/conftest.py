@@ -35,6 +35,10 @@ os.environ.update(
         "COOP_REQUEST_TIMEOUT_S": "30",
         "COOP_LOGIN_ATTEMPTS_PER_MINUTE": "1000",
         "COOP_LOGIN_ACCOUNT_ATTEMPTS_PER_MINUTE": "1000",
+        "COOP_REGISTER_PER_ADDRESS_PER_HOUR": "1000000",
+        "COOP_REGISTER_PER_EMAIL_PER_HOUR": "1000",
+        "COOP_QUOTES_PER_ADDRESS_PER_MINUTE": "1000000",
+        "COOP_QUOTES_PER_RIDER_PER_MINUTE": "1000",
         "COOP_JWT_SECRET": TEST_JWT_SECRET,
         # Tests add regions while processes run: a position outside the known areas reloads them.
         "COOP_SERVICE_AREA_RELOAD_S": "0",
@@ -128,10 +132,12 @@ async def make_account(http: httpx.AsyncClient, role: str, **extra: Any) -> Acco
         body["vehicle"] = {"make": "Toyota", "model": "Prius", "color": "green", "plate": "TEST123"}
     body.update(extra)
     response = await http.post("/v1/auth/register", json=body)
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
     token = await http.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
     assert token.status_code == 200, token.text
-    return Account(response.json()["id"], email, token.json()["access_token"], role)
+    access = token.json()["access_token"]
+    me = await http.get("/v1/auth/me", headers={"Authorization": f"Bearer {access}"})
+    return Account(me.json()["id"], email, access, role)
 
 
 @pytest.fixture

@@ -8,21 +8,43 @@ from fastapi.security import OAuth2PasswordRequestForm
 from dispatch.accounts import service
 from dispatch.accounts.dependencies import CurrentUser, SettingsDep
 from dispatch.accounts.repository import AccountRepository
-from dispatch.accounts.schemas import RegisterRequest, TokenResponse, UserRead
+from dispatch.accounts.schemas import (
+    RegisterRequest,
+    RegistrationAccepted,
+    TokenResponse,
+    UserRead,
+)
 from dispatch.core.database import SessionDep
-from dispatch.core.errors import Conflict, NotFound, TooManyRequests, Unauthorized, responses
-from dispatch.core.rate_limit import ClientAddress
+from dispatch.core.errors import (
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+    responses,
+)
+from dispatch.core.rate_limit import ClientAddress, take
 from dispatch.core.redis import RedisDep
 from dispatch.core.security import issue_access_token
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
-@router.post("/register", status_code=201, responses=responses(Conflict))
-async def register(body: RegisterRequest, session: SessionDep) -> UserRead:
-    user = await service.register(session, body)
-    driver = await AccountRepository(session).driver(user.id)
-    return service.user_read(user, driver)
+@router.post("/register", status_code=202, responses=responses(Unprocessable, TooManyRequests))
+async def register(
+    body: RegisterRequest,
+    session: SessionDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    address: ClientAddress,
+) -> RegistrationAccepted:
+    await take(
+        redis,
+        service.registration_budgets(settings, body.email, address),
+        "too many registrations; wait and retry",
+        code="registration_rate_limited",
+    )
+    await service.register(session, body)
+    return RegistrationAccepted()
 
 
 @router.post("/token", responses=responses(Unauthorized, TooManyRequests))

@@ -26,6 +26,15 @@ class RegisterRequest(BaseModel):
     vehicle: Vehicle | None = None
 
 
+class RegistrationAccepted(BaseModel):
+    """The same answer whether or not the email already had an account (no enumeration)."""
+
+    status: Literal["accepted"] = "accepted"
+    detail: str = (
+        "if no account used this email, it has been created: log in with the password you chose"
+    )
+
+
 class UserRead(BaseModel):
     id: uuid.UUID
     email: str

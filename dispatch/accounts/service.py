@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from sqlalchemy.exc import IntegrityError
@@ -8,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.accounts.models import Driver, Role, UserAccount
 from dispatch.accounts.repository import AccountRepository
 from dispatch.accounts.schemas import RegisterRequest, UserRead, Vehicle
-from dispatch.core.errors import Conflict, Unauthorized
+from dispatch.core.errors import Unauthorized
 from dispatch.core.rate_limit import Budget, refuse_if_spent, spend
 from dispatch.core.redis import Redis
 from dispatch.core.security import TokenClaims, hash_password, verify_password
@@ -18,23 +19,37 @@ from dispatch.core.settings import Settings
 _DUMMY_HASH = hash_password("not-a-real-password")
 
 
-async def register(session: AsyncSession, body: RegisterRequest) -> UserAccount:
+def registration_budgets(settings: Settings, email: str, address: str) -> list[Budget]:
+    return [
+        Budget("register:address", address, settings.register_per_address_per_hour, 3600),
+        Budget("register:email", email.lower(), settings.register_per_email_per_hour, 3600),
+    ]
+
+
+async def register(session: AsyncSession, body: RegisterRequest) -> None:
+    """Create the account unless the email is taken, and answer alike either way.
+
+    The password is hashed on both paths, so a taken email costs the same argon2 work as a new
+    one and its answer's timing does not tell that the email has an account.
+    """
+    password_hash = await asyncio.to_thread(hash_password, body.password)
     repository = AccountRepository(session)
     if await repository.by_email(body.email) is not None:
-        raise Conflict("an account with this email already exists", code="email_taken")
+        return
     user = UserAccount(
         id=uuid.uuid4(),
         email=body.email.lower(),
-        password_hash=hash_password(body.password),
+        password_hash=password_hash,
         name=body.name,
         phone=body.phone,
         role=Role(body.role),
     )
-    repository.add(user)
     try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("an account with this email already exists", code="email_taken") from exc
+        async with session.begin_nested():
+            repository.add(user)
+            await session.flush()
+    except IntegrityError:
+        return  # the same email registered a moment ago by a concurrent request
     if user.role is Role.driver:
         vehicle = body.vehicle
         repository.add(
@@ -47,7 +62,6 @@ async def register(session: AsyncSession, body: RegisterRequest) -> UserAccount:
             )
         )
         await session.flush()
-    return user
 
 
 def login_budgets(settings: Settings, email: str, address: str) -> list[Budget]:

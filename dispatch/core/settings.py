@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     # addresses together (higher, so strangers cannot lock its owner out).
     login_attempts_per_minute: int = 10
     login_account_attempts_per_minute: int = 100
+    # Sign-ups and quotes per client address (generous: carriers put many phones behind one
+    # address) and per email or rider.
+    register_per_address_per_hour: int = 20
+    register_per_email_per_hour: int = 5
+    quotes_per_address_per_minute: int = 300
+    quotes_per_rider_per_minute: int = 30
 
     currency: str = "USD"
     quote_ttl_s: int = 300

@@ -31,10 +31,12 @@ def register(base: str, role: str, name: str) -> dict[str, Any]:
             "plate": f"E2E{name[:3]}",
         }
     created = httpx.post(f"{base}/v1/auth/register", json=body)
-    assert created.status_code == 201, created.text
+    assert created.status_code == 202, created.text
     token = httpx.post(f"{base}/v1/auth/token", data={"username": email, "password": PASSWORD})
     assert token.status_code == 200, token.text
-    return {"id": created.json()["id"], "token": token.json()["access_token"], "name": name}
+    access = token.json()["access_token"]
+    me = httpx.get(f"{base}/v1/auth/me", headers={"Authorization": f"Bearer {access}"})
+    return {"id": me.json()["id"], "token": access, "name": name}
 
 
 def auth(account: dict[str, Any]) -> dict[str, str]:

@@ -63,8 +63,10 @@ async def tokens(base: str, app: Any) -> AsyncIterator[dict[str, str]]:
             email = f"fuzz-{role}-{uuid.uuid4().hex[:8]}@example.com"
             body = {"email": email, "password": PASSWORD, "name": f"Fuzz {role}", "role": role}
             created = await http.post("/v1/auth/register", json=body)
-            assert created.status_code == 201, created.text
-            return created.json()["id"], await login(email)
+            assert created.status_code == 202, created.text
+            token = await login(email)
+            me = await http.get("/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+            return me.json()["id"], token
 
         async def login(email: str) -> str:
             token = await http.post(

@@ -34,4 +34,4 @@ async def test_nul_characters_are_refused_everywhere(
     assert response.status_code == 422
     # Nothing was stored, and ordinary text (even a literal percent sign) still goes through.
     body["name"] = "100%00 fine"
-    assert (await client.post("/v1/auth/register", json=body)).status_code == 201
+    assert (await client.post("/v1/auth/register", json=body)).status_code == 202
