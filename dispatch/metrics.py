@@ -25,11 +25,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import text
 
+from dispatch.accounts.repository import AccountRepository
 from dispatch.core.redis import RegionKeys
 from dispatch.dispatcher.cycle import CycleReport
 from dispatch.dispatcher.plausibility import Refusal
+from dispatch.rides.repository import RideRepository
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +165,6 @@ class _ProcessCollector(Collector):
             )
 
 
-RIDE_COUNTS = text("SELECT status, count(*) FROM ride WHERE region_id = :region GROUP BY status")
-OFFER_COUNTS = text(
-    "SELECT o.status, count(*) FROM offer o JOIN ride r ON r.id = o.ride_id "
-    "WHERE r.region_id = :region GROUP BY o.status"
-)
-DRIVERS_ONLINE = text("SELECT count(*) FROM driver WHERE is_online")
-
-
 class ApiMetrics:
     def __init__(self, state: Any) -> None:
         self.state = state
@@ -223,10 +216,10 @@ class ApiMetrics:
         keys = RegionKeys(settings.region)
         try:
             geo = await state.redis.zcard(keys.drivers_geo)
-            async with state.engine.connect() as connection:
-                rides = (await connection.execute(RIDE_COUNTS, {"region": settings.region})).all()
-                offers = (await connection.execute(OFFER_COUNTS, {"region": settings.region})).all()
-                online = await connection.scalar(DRIVERS_ONLINE)
+            async with state.sessionmaker() as session:
+                rides = await RideRepository(session).ride_counts(settings.region)
+                offers = await RideRepository(session).offer_counts(settings.region)
+                online = await AccountRepository(session).drivers_online()
         except Exception:
             log.warning("metrics: cluster-wide counts unavailable", exc_info=True)
             return
@@ -235,19 +228,19 @@ class ApiMetrics:
             "coop_drivers_online",
             "Drivers online (database) and positioned (geo index), cluster-wide",
             ("region", "source"),
-            {(region, "database"): float(online or 0), (region, "geo_index"): float(geo)},
+            {(region, "database"): float(online), (region, "geo_index"): float(geo)},
         )
         self.snapshot.set(
             "coop_rides",
             "Rides by status, cluster-wide (requested = open requests)",
             ("region", "status"),
-            {(region, str(status)): float(count) for status, count in rides},
+            {(region, status.value): float(count) for status, count in rides.items()},
         )
         self.snapshot.set(
             "coop_offers",
             "Offers by status, cluster-wide (accepted, declined, expired...)",
             ("region", "status"),
-            {(region, str(status)): float(count) for status, count in offers},
+            {(region, status.value): float(count) for status, count in offers.items()},
         )
 
 

@@ -74,9 +74,7 @@ QUERY_BASELINE: dict[str, str] = {
     "dispatch/realtime/connection.py": "11.1",
     # 11.1 (governance helper): enactment's fare-policy read moves to fares/
     "governance/service.py": "11.1",
-    # 11.1 (hygiene helper): the scrape-time counts, ride-event rewrites and seeding
-    "dispatch/metrics.py": "11.1",
-    "dispatch/rides/events.py": "11.1",
+    # 11.1 (hygiene helper): seeding goes through the services
     "loadtests/seeding.py": "11.1",
     # the readiness probe's SELECT 1 and the demo co-op's existence checks
     "dispatch/app.py": "11.4",

@@ -22,5 +22,9 @@ class AccountRepository:
     async def driver(self, user_id: uuid.UUID, *, for_update: bool = False) -> Driver | None:
         return await self.session.get(Driver, user_id, with_for_update=for_update)
 
+    async def drivers_online(self) -> int:
+        query = select(func.count()).select_from(Driver).where(Driver.is_online)
+        return (await self.session.execute(query)).scalar_one()
+
     def add(self, item: UserAccount | Driver) -> None:
         self.session.add(item)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, literal_column, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.events.models import Event
 from dispatch.events.outbox import record_event
+from dispatch.events.repository import EventRepository
 from dispatch.rides.models import Offer, Ride
 
 
@@ -62,15 +61,4 @@ async def forget_rider_contact(
     The event log is replayed to reconnecting clients (`?after=`) and kept; without this a
     driver could read every past rider's phone back, long after the ride.
     """
-    await session.execute(
-        update(Event)
-        .where(Event.user_id == driver_id, Event.ride_id == ride_id, Event.type == "ride.assigned")
-        .values(
-            payload=func.jsonb_set(
-                Event.payload,
-                literal_column("'{ride,rider}'::text[]"),
-                literal_column("'null'::jsonb"),
-            )
-        )
-        .execution_options(synchronize_session=False)
-    )
+    await EventRepository(session).clear_rider_contact(driver_id, ride_id)

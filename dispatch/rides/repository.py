@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts.models import Driver, UserAccount
@@ -103,6 +103,23 @@ class RideRepository:
             await self.session.execute(
                 update(Offer).where(Offer.id.in_(offer_ids)).values(status=status, responded_at=at)
             )
+
+    async def ride_counts(self, region_id: str) -> dict[RideStatus, int]:
+        query = (
+            select(Ride.status, func.count())
+            .where(Ride.region_id == region_id)
+            .group_by(Ride.status)
+        )
+        return {status: count for status, count in await self.session.execute(query)}
+
+    async def offer_counts(self, region_id: str) -> dict[OfferStatus, int]:
+        query = (
+            select(Offer.status, func.count())
+            .join(Ride, Ride.id == Offer.ride_id)
+            .where(Ride.region_id == region_id)
+            .group_by(Offer.status)
+        )
+        return {status: count for status, count in await self.session.execute(query)}
 
     def add(self, item: Ride | Offer) -> None:
         self.session.add(item)
