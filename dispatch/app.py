@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dispatch.core.database import create_engine, create_sessionmaker, transaction
 from dispatch.core.errors import install_error_handlers
 from dispatch.core.heap import freeze_startup_heap
+from dispatch.core.http_guards import BodyLimitMiddleware, HeadAsGetMiddleware
 from dispatch.core.log_privacy import install_log_privacy
 from dispatch.core.nul_guard import RejectNulMiddleware
 from dispatch.core.openapi import document_auth_errors
@@ -103,7 +104,10 @@ def create_app(
     )
     install_error_handlers(app)
     document_auth_errors(app)
+    # Outermost last: the body limit runs first, so nothing behind it reads an oversized body.
     app.add_middleware(RejectNulMiddleware)
+    app.add_middleware(HeadAsGetMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

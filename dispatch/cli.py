@@ -26,6 +26,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def _uvicorn(args: argparse.Namespace, factory: str) -> int:
     import uvicorn
 
+    from dispatch.core.http_protocol import HttpProtocol
     from dispatch.core.websocket_protocol import WebSocketProtocol
 
     uvicorn.run(
@@ -33,6 +34,7 @@ def _uvicorn(args: argparse.Namespace, factory: str) -> int:
         factory=True,
         host=args.host,
         port=args.port,
+        http=HttpProtocol,
         ws=WebSocketProtocol,
         ws_max_size=get_settings().ws_max_frame_bytes * 4,
         log_level=args.log_level,

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     quotes_per_address_per_minute: int = 300
     quotes_per_rider_per_minute: int = 30
 
+    # Larger request bodies are refused (413) before they are read; ours are a few hundred bytes.
+    max_request_body_bytes: int = Field(default=65_536, ge=1024)
+
     currency: str = "USD"
     quote_ttl_s: int = 300
     eta_speed_kmh: float = 25.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import statistics
 import time
 import uuid
@@ -198,3 +200,88 @@ async def test_a_taken_email_answers_like_a_new_one(apis: tuple[str, str]) -> No
     assert len(bodies) == 1, bodies
     ratio = statistics.median(taken_times) / statistics.median(new_times)
     assert 0.5 < ratio < 2, (ratio, new_times, taken_times)
+
+
+async def raw_exchange(
+    base: str, head: bytes, body_parts: list[bytes]
+) -> tuple[int, dict[str, str], bytes]:
+    """Send a request byte by byte as given, then read one response (status, headers, body).
+
+    The body parts are sent one by one while the server may already be answering, and the
+    connection is left open: a server that waited for the whole body would never answer."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head)
+        for part in body_parts:
+            writer.write(part)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+        status_line = await asyncio.wait_for(reader.readuntil(b"\r\n"), 15)
+        header_block = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15)
+        headers = {}
+        for line in header_block.decode("latin-1").split("\r\n"):
+            if ":" in line:
+                name, value = line.split(":", 1)
+                headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        body = await asyncio.wait_for(reader.readexactly(length), 15)
+        return int(status_line.split()[1]), headers, body
+    finally:
+        writer.close()
+
+
+async def test_oversized_bodies_are_refused_before_they_are_read(apis: tuple[str, str]) -> None:
+    """Issue 18.14: a 20 MB JSON body was read and parsed before its 422."""
+    declared = (
+        b"POST /v1/auth/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 20000000\r\n\r\n"
+    )
+    # Only the first kilobyte of the 20 MB is ever sent: the answer cannot wait for the rest.
+    status, headers, body = await raw_exchange(apis[0], declared, [b"[" * 1024])
+    assert status == 413 and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"] == "request_too_large"
+
+    chunk = b"4000\r\n" + b"[" * 0x4000 + b"\r\n"  # 16 KiB chunks, no end in sight
+    streamed = (
+        b"POST /v1/auth/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    status, _, body = await raw_exchange(apis[0], streamed, [chunk] * 5)
+    assert status == 413 and json.loads(body)["error"] == "request_too_large"
+
+    # Below the limit a body is read as always (here: a 60 KB name, a validation error).
+    fits = new_account() | {"name": "n" * 60_000}
+    answer = httpx.post(f"{apis[0]}/v1/auth/register", json=fits)
+    assert answer.status_code == 422 and answer.json()["error"] == "validation_error"
+
+
+async def test_control_character_in_a_header_gets_our_json_error(apis: tuple[str, str]) -> None:
+    for key in (b"ab\x01cd", b"ab\x1b[31mcd", b"ab\x7fcd"):
+        request = (
+            b"POST /v1/rider/rides HTTP/1.1\r\nHost: x\r\nIdempotency-Key: " + key + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        status, headers, body = await raw_exchange(apis[0], request, [])
+        assert status == 400, key
+        assert headers["content-type"] == "application/json"
+        assert json.loads(body)["error"] == "bad_request"
+
+
+async def test_head_answers_like_get_without_a_body(apis: tuple[str, str]) -> None:
+    rider = register(apis[0], "rider", "Hedda Head")
+    for path, headers in (
+        ("/healthz", {}),
+        ("/v1/governance/policy", {}),
+        ("/v1/rider/rides", auth(rider)),
+        ("/v1/rider/rides", {}),  # 401 either way
+    ):
+        got = httpx.get(f"{apis[0]}{path}", headers=headers)
+        head = httpx.head(f"{apis[0]}{path}", headers=headers)
+        assert head.status_code == got.status_code, (path, head.status_code)
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == got.headers["content-length"]
+    # A route without GET still says which methods it has.
+    refused = httpx.head(f"{apis[0]}/v1/rider/quotes", headers=auth(rider))
+    assert refused.status_code == 405 and refused.content == b""
