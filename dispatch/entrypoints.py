@@ -34,7 +34,10 @@ async def run_dispatcher(settings: Settings) -> None:
         redis=create_redis(settings.redis_url),
     )
     start_dispatcher_metrics(
-        state, settings.dispatcher_metrics_host, settings.dispatcher_metrics_port
+        state,
+        settings.dispatcher_metrics_host,
+        settings.dispatcher_metrics_port,
+        settings.metrics_token,
     )
     if settings.gc_freeze:
         freeze_startup_heap()

@@ -9,9 +9,15 @@ reports the same values: aggregate them with `max`, not `sum`.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import json
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
+from http import HTTPStatus
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import (
@@ -21,12 +27,14 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from dispatch.accounts.repository import AccountRepository
+from dispatch.core.errors import CoopError, Forbidden, NotFound, Unauthorized, error_body
 from dispatch.core.redis import RegionKeys
 from dispatch.dispatcher.cycle import CycleReport
 from dispatch.dispatcher.plausibility import Refusal
@@ -255,6 +263,7 @@ def install_api_metrics(app: FastAPI) -> None:
         return
 
     async def prometheus_metrics(request: Request) -> Response:
+        check_metrics_token(request.app.state.settings.metrics_token, request.headers)
         current: ApiMetrics = request.app.state.metrics
         await current.refresh()
         return Response(generate_latest(current.registry), media_type=CONTENT_TYPE_LATEST)
@@ -264,16 +273,73 @@ def install_api_metrics(app: FastAPI) -> None:
     )
 
 
-def start_dispatcher_metrics(state: Any, host: str, port: int) -> CollectorRegistry:
-    """Hooks the dispatcher cycles and serves them on `host:port` (port 0: collect only)."""
+def check_metrics_token(token: str, headers: Mapping[str, str]) -> None:
+    if not token:
+        raise NotFound(
+            "metrics are served only when COOP_METRICS_TOKEN is set", code="metrics_disabled"
+        )
+    given = headers.get("authorization")
+    if not given:
+        raise Unauthorized(
+            "send the metrics token as Authorization: Bearer <token>",
+            code="metrics_token_required",
+        )
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise Forbidden("not the metrics token", code="bad_metrics_token")
+
+
+def _guarded(app: Any, token: str) -> Any:
+    """The dispatcher's WSGI metrics app, answering only to the metrics token when one is set."""
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        if token:
+            try:
+                check_metrics_token(token, {"authorization": environ.get("HTTP_AUTHORIZATION", "")})
+            except CoopError as refused:
+                status = f"{refused.status_code} {HTTPStatus(refused.status_code).phrase}"
+                headers = [("Content-Type", "application/json")]
+                if refused.status_code == 401:
+                    headers.append(("WWW-Authenticate", "Bearer"))
+                start_response(status, headers)
+                return [json.dumps(error_body(refused)).encode()]
+        return app(environ, start_response)
+
+    return guarded
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def start_dispatcher_metrics(
+    state: Any, host: str, port: int, token: str = ""
+) -> CollectorRegistry:
+    """Hooks the dispatcher cycles and serves them on `host:port` (port 0: collect only), to the
+    metrics token when set; without one only on a loopback address."""
     registry = CollectorRegistry()
     state.on_cycle = DispatcherMetrics(registry).observe
-    if port:
+    if port and not token and not _loopback(host):
+        log.warning(
+            "dispatcher metrics not served on %s: set COOP_METRICS_TOKEN to serve them beyond "
+            "this machine",
+            host,
+        )
+    elif port:
         try:
-            start_http_server(port, addr=host, registry=registry)
+            app = _guarded(make_wsgi_app(registry), token)
+            server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
         except OSError as exc:
             # A second dispatcher on the same machine must not die for its metrics port.
             log.warning("dispatcher metrics not served on %s:%d: %s", host, port, exc)
         else:
             log.info("dispatcher metrics on http://%s:%d/metrics", host, port)
     return registry
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

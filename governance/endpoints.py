@@ -105,10 +105,11 @@ async def vote(
 
 @router.get("/proposals/{proposal_id}/impact", responses=responses(Forbidden, NotFound))
 async def proposal_impact(
-    proposal_id: uuid.UUID, user: CurrentUser, session: SessionDep
+    proposal_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> ImpactRead:
     await service.require_viewer(session, user)
-    return await service.impact(session, await service.get_proposal(session, proposal_id))
+    proposal = await service.get_proposal(session, proposal_id)
+    return await service.impact(session, settings, proposal)
 
 
 @router.get("/audit", responses=responses(Forbidden))

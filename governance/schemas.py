@@ -127,8 +127,17 @@ class ImpactRead(BaseModel):
     window_end: datetime
     drivers: int
     base_policy_version: int
-    before: FigureSet = Field(description="the rides re-priced under the latest policy")
-    after: FigureSet = Field(description="the same rides under the proposed policy")
+    suppressed: bool = Field(
+        default=False,
+        description="true when fewer drivers than the bylaw min_impact_drivers (but some) drove "
+        "in the window: the figures would show individual drivers' pay, so they are withheld",
+    )
+    before: FigureSet | None = Field(
+        description="the rides re-priced under the latest policy; null when suppressed"
+    )
+    after: FigureSet | None = Field(
+        description="the same rides under the proposed policy; null when suppressed"
+    )
 
 
 class BylawsRead(BaseModel):

@@ -562,7 +562,7 @@ def figures(rules: FareRules, rides: list[tuple[uuid.UUID, int, int]]) -> Figure
     )
 
 
-async def impact(session: AsyncSession, proposal: Proposal) -> ImpactRead:
+async def impact(session: AsyncSession, settings: Settings, proposal: Proposal) -> ImpactRead:
     repository = GovernanceRepository(session)
     if proposal.policy_version is not None:
         # Already enacted: compare with the version it replaced.
@@ -574,11 +574,24 @@ async def impact(session: AsyncSession, proposal: Proposal) -> ImpactRead:
     now = utcnow()
     since = now - IMPACT_WINDOW
     rides = await repository.completed_rides(since, now)
+    drivers = len({r[0] for r in rides})
+    # With one driver the totals are that driver's pay; with a few, each can subtract their own.
+    if 0 < drivers < settings.governance_min_impact_drivers:
+        return ImpactRead(
+            proposal_id=proposal.id,
+            window_start=since,
+            window_end=now,
+            drivers=drivers,
+            base_policy_version=base.version,
+            suppressed=True,
+            before=None,
+            after=None,
+        )
     return ImpactRead(
         proposal_id=proposal.id,
         window_start=since,
         window_end=now,
-        drivers=len({r[0] for r in rides}),
+        drivers=drivers,
         base_policy_version=base.version,
         before=figures(rules_of(base), rides),
         after=figures(rules_from(apply_changes(base, proposal.changes)), rides),

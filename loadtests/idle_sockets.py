@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from loadtests.ingest import rss_bytes, start_servers
-from loadtests.run import RESULTS, ROOT, create_database, load_database_env
+from loadtests.run import RESULTS, ROOT, create_database, load_database_env, metrics_headers
 
 
 def gauge(metrics: str, name: str) -> float:
@@ -36,7 +36,13 @@ def gauge(metrics: str, name: str) -> float:
 
 
 async def hold(
-    url: str, tokens: list[str], parallel: int, hold_s: float, api: str, pid: int
+    url: str,
+    tokens: list[str],
+    parallel: int,
+    hold_s: float,
+    api: str,
+    pid: int,
+    headers: dict[str, str],
 ) -> dict[str, Any]:
     import websockets
 
@@ -80,7 +86,7 @@ async def hold(
     rss_connected = rss_bytes(pid)
     await asyncio.sleep(hold_s)
     rss_held = rss_bytes(pid)
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=headers) as client:
         metrics = (await client.get(f"{api}/metrics", timeout=30)).text
     server_open = gauge(metrics, "coop_websocket_connections")
     closed_during_hold = closed_by_server
@@ -125,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     credentials.unlink()
     [(server, api)] = start_servers("coop", 1, env, out)
     try:
-        httpx.get(f"{api}/metrics", timeout=10)  # warm the route before the baseline
+        # Warm the route before the baseline.
+        httpx.get(f"{api}/metrics", headers=metrics_headers(env), timeout=10)
         time.sleep(1)
         rss_idle = rss_bytes(server.pid)
         result = asyncio.run(
@@ -136,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.hold_seconds,
                 api,
                 server.pid,
+                metrics_headers(env),
             )
         )
     finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import shlex
 import socket
 import subprocess
@@ -63,7 +64,14 @@ def load_database_env(base: dict[str, str]) -> dict[str, str]:
     # them; the per-rider ones stay as shipped.
     env.setdefault("COOP_QUOTES_PER_ADDRESS_PER_MINUTE", "1000000")
     env.setdefault("COOP_REGISTER_PER_ADDRESS_PER_HOUR", "1000000")
+    # `/metrics` answers only to a token; the local stack gets one of its own.
+    env.setdefault("COOP_METRICS_TOKEN", secrets.token_hex(16))
     return env
+
+
+def metrics_headers(env: dict[str, str]) -> dict[str, str]:
+    token = env.get("COOP_METRICS_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def create_database(url: str) -> None:
@@ -161,10 +169,11 @@ def process_usage(pid: int) -> tuple[float, float]:
     return rss_kb / 1024, (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def scrape(metrics: list[str], out: Path) -> None:
+def scrape(metrics: list[str], out: Path, headers: dict[str, str]) -> None:
     for i, url in enumerate(metrics):
         with contextlib.suppress(httpx.HTTPError):
-            (out / f"metrics-{i}.txt").write_text(httpx.get(url, timeout=5).text)
+            scraped = httpx.get(url, headers=headers, timeout=5).text
+            (out / f"metrics-{i}.txt").write_text(scraped)
 
 
 def seconds(duration: str) -> float:
@@ -276,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         if sampler is not None:
             sampler.pids["locust"] = locust.pid  # Locust shares the machine: watch it too
         code = locust.wait()
-        scrape(metrics, out)
+        scrape(metrics, out, metrics_headers(env))
     credentials.unlink(missing_ok=True)  # tokens: not worth keeping next to reports
     summary = out / "summary.md"
     if summary.is_file():

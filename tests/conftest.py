@@ -23,6 +23,8 @@ TEST_DB = os.environ.get("COOP_TEST_DB", "coop_dispatch_test")
 TEST_DATABASE_URL = SERVER_URL.rsplit("/", 1)[0] + "/" + TEST_DB
 TEST_REDIS_URL = REDIS_BASE + "/" + os.environ.get("COOP_TEST_REDIS_DB", "1")
 TEST_JWT_SECRET = "test-only-secret-that-is-long-enough-0123456789"
+TEST_METRICS_TOKEN = "test-only-metrics-token-0123456789"
+METRICS_HEADERS = {"Authorization": f"Bearer {TEST_METRICS_TOKEN}"}
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Every process the tests start (and get_settings() here) sees the test database and fast timings.
@@ -42,6 +44,7 @@ os.environ.update(
         "COOP_JWT_SECRET": TEST_JWT_SECRET,
         # Tests add regions while processes run: a position outside the known areas reloads them.
         "COOP_SERVICE_AREA_RELOAD_S": "0",
+        "COOP_METRICS_TOKEN": TEST_METRICS_TOKEN,
     }
 )
 

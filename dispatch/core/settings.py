@@ -88,12 +88,23 @@ class Settings(BaseSettings):
 
     dispatcher_metrics_host: str = "127.0.0.1"
     dispatcher_metrics_port: int = 9108
+    # `/metrics` shows live business figures: served only to `Authorization: Bearer <token>`
+    # (Prometheus' `authorization` / `bearer_token_file`). Empty: the API does not serve it, and
+    # a dispatcher serves its own only on a loopback address.
+    metrics_token: str = ""
 
     @field_validator("database_url")
     @classmethod
     def _plain_postgres(cls, value: str) -> str:
         if not value.startswith(("postgresql://", "postgresql+asyncpg://", "postgres://")):
             raise ValueError("COOP_DATABASE_URL must be a postgresql:// URL")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_token(cls, value: str) -> str:
+        if value and len(value) < 16:
+            raise ValueError("COOP_METRICS_TOKEN needs at least 16 characters")
         return value
 
     @field_validator(

@@ -4,13 +4,17 @@ open proposals one member may hold, and payloads whose types were quietly coerce
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
+from governance.repository import GovernanceRepository
 from governance.tasks import close_due_proposals
 from tests.governance.conftest import MakeMembers, closes_in
+from tests.governance.helpers import open_proposal
 from tests.governance.test_proposals import DAY, proposal_body
 
 POST = "/v1/governance/proposals"
@@ -110,3 +114,36 @@ async def test_proposal_fields_are_not_coerced(
             POST, json=proposal_body(changes=changes), headers=author.headers
         )
         assert accepted.status_code == 201, (changes, accepted.text)
+
+
+async def test_impact_preview_hides_a_small_group_of_drivers(
+    client: httpx.AsyncClient, make_members: MakeMembers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one driver in the window, the preview's earnings were that driver's 30-day pay,
+    shown to every member. The window's rides are set here so the group size is known."""
+    (author,) = await make_members(1)
+    proposal = await open_proposal(client, author, {"commission_rate": 0.05})
+    minimum = (await client.get("/v1/governance/bylaws")).json()["min_impact_drivers"]
+    assert minimum == 5
+    url = f"/v1/governance/proposals/{proposal['id']}/impact"
+
+    async def preview(drivers: int) -> dict[str, Any]:
+        rides = [(uuid.uuid4(), 5_000 + 700 * i, 900 + 60 * i) for i in range(drivers)]
+
+        async def completed_rides(self: Any, since: Any, until: Any) -> list[Any]:
+            return rides
+
+        monkeypatch.setattr(GovernanceRepository, "completed_rides", completed_rides)
+        answer = await client.get(url, headers=author.headers)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    for small in (1, 2, minimum - 1):
+        hidden = await preview(small)
+        assert hidden["drivers"] == small and hidden["suppressed"] is True
+        assert hidden["before"] is None and hidden["after"] is None
+    shown = await preview(minimum)
+    assert shown["suppressed"] is False and shown["before"]["rides"] == minimum
+    assert shown["before"]["median_driver_earnings_cents"] > 0
+    nobody = await preview(0)  # nothing to protect: zeros, not a secret
+    assert nobody["suppressed"] is False and nobody["before"]["rides"] == 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import METRICS_HEADERS
 from tests.e2e.harness import ROOT, Stack, free_port, running_stack
 from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET
 
@@ -81,11 +82,14 @@ def test_locust_drives_rides_and_thresholds_set_the_exit_code(stack: Stack, tmp_
     assert "| lost rides | ≤ 0 | 0 | pass |" in summary
     assert "completed" in summary and (passing / "report.html").stat().st_size > 10_000
 
-    api_metrics = httpx.get(f"{api}/metrics").text
+    assert httpx.get(f"{api}/metrics").status_code == 401  # not without the token
+    api_metrics = httpx.get(f"{api}/metrics", headers=METRICS_HEADERS).text
     assert "coop_location_updates_received_total" in api_metrics
     assert 'coop_offers{region="nyc",status="accepted"}' in api_metrics
     dispatcher_port = stack.env["COOP_DISPATCHER_METRICS_PORT"]
-    dispatcher_metrics = httpx.get(f"http://127.0.0.1:{dispatcher_port}/metrics").text
+    dispatcher_url = f"http://127.0.0.1:{dispatcher_port}/metrics"
+    assert httpx.get(dispatcher_url).status_code == 401
+    dispatcher_metrics = httpx.get(dispatcher_url, headers=METRICS_HEADERS).text
     sent = [
         float(line.split()[-1]) for line in dispatcher_metrics.splitlines()
         if line.startswith("coop_dispatch_offers_sent_total")

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import text
 
 from dispatch.core.database import transaction
-from tests.conftest import Account
+from tests.conftest import METRICS_HEADERS, Account
 from tests.e2e.harness import free_port, running_stack
 from tests.reliability.conftest import CENTER, bulk_accounts, place_many, record_figures
 
@@ -34,7 +34,7 @@ async def cycles_run(metrics_url: str, at_least: int) -> int:
     async with httpx.AsyncClient(timeout=1.0) as http:
         for _ in range(600):
             with contextlib.suppress(httpx.HTTPError):
-                text_ = (await http.get(metrics_url)).text
+                text_ = (await http.get(metrics_url, headers=METRICS_HEADERS)).text
                 total = sum(
                     float(line.rsplit(" ", 1)[1])
                     for line in text_.splitlines()

@@ -75,7 +75,8 @@ MATRIX: dict[str, Rule] = {
     "GET /redoc": Rule(EVERYONE),
     "GET /healthz": Rule(EVERYONE),
     "GET /readyz": Rule(EVERYONE),
-    "GET /metrics": Rule(EVERYONE),
+    # Only the metrics token (COOP_METRICS_TOKEN), never a user token: tests/security/test_metrics_access.py.
+    "GET /metrics": Rule(frozenset()),
     # Accounts.
     "POST /v1/auth/register": Rule(EVERYONE, mutates=True),
     "POST /v1/auth/token": Rule(EVERYONE, mutates=True),
