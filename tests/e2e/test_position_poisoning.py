@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import METRICS_HEADERS
 from tests.e2e.harness import Socket, Stack, running_stack
 from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET, auth, register
 
@@ -105,7 +106,7 @@ async def test_a_latitude_past_the_index_range_stops_nobody_else(base: str) -> N
     # The attacker's socket still works for a good position.
     await evil.send({"type": "location", "lat": 40.75, "lng": -73.99, "id": "fine"})
     await evil.wait_for("location.ack", id="fine")
-    counts = refused(httpx.get(f"{base}/metrics").text)
+    counts = refused(httpx.get(f"{base}/metrics", headers=METRICS_HEADERS).text)
     assert counts.get("bad_coordinates", 0) >= 1
     for socket in (*victims.values(), evil):
         await socket.close()
@@ -114,7 +115,7 @@ async def test_a_latitude_past_the_index_range_stops_nobody_else(base: str) -> N
 async def test_positions_outside_the_area_or_too_fast_are_refused_and_counted(base: str) -> None:
     driver = register(base, "driver", "Tom Teleport")
     socket = await online(base, driver)
-    before = refused(httpx.get(f"{base}/metrics").text)
+    before = refused(httpx.get(f"{base}/metrics", headers=METRICS_HEADERS).text)
     attempts = [
         ("philadelphia", 39.9526, -75.1652, "outside_service_area"),
         ("null-island", 0, 0, "outside_service_area"),
@@ -131,7 +132,7 @@ async def test_positions_outside_the_area_or_too_fast_are_refused_and_counted(ba
         else:
             answer = await socket.wait_for("error", id=tag)
             assert answer["error"] == error, answer
-    after = refused(httpx.get(f"{base}/metrics").text)
+    after = refused(httpx.get(f"{base}/metrics", headers=METRICS_HEADERS).text)
     grew = {r: after[r] - before.get(r, 0) for r in after if after[r] != before.get(r, 0)}
     assert grew == {"bad_coordinates": 1, "outside_service_area": 2, "implausible_speed": 1}
     await socket.close()

@@ -99,4 +99,4 @@ async def test_cli_creates_an_operator(app: Any, capsys: pytest.CaptureFixture[s
     args = ["operator", "create", "--email", email, "--password", "operator-pass-1"]
     assert await asyncio.to_thread(main, args) == 0
     assert email in capsys.readouterr().out
-    assert await asyncio.to_thread(main, args) == 1  # the email is taken
+    assert await asyncio.to_thread(main, args) == 2  # the email is taken (CLI errors exit 2)
