@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from tests.conftest import Account
+from tests.conftest import METRICS_HEADERS, Account
 
 SAMPLE = re.compile(r'^(coop_\w+)\{region="nyc",(?:status|source)="(\w+)"\} (\S+)$', re.M)
 
@@ -31,7 +31,7 @@ async def test_metrics_count_rides_offers_and_drivers_as_the_database_does(
         headers={**rider.headers, "Idempotency-Key": f"metrics-{rider.id}"},
     )
     assert ride.status_code == 201, ride.text
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers=METRICS_HEADERS)
     assert response.status_code == 200
     samples = {(name, label): float(value) for name, label, value in SAMPLE.findall(response.text)}
     async with app.state.engine.connect() as connection:
