@@ -136,11 +136,19 @@ def create_app(
 
     if with_api:
         from dispatch.accounts.endpoints import router as auth_router
+        from dispatch.rides.endpoints import router as operator_rides_router
         from driver_api.endpoints import router as driver_router
         from governance.endpoints import router as governance_router
         from rider_api.endpoints import router as rider_router
 
-        for router in (auth_router, rider_router, driver_router, governance_router):
+        routers = (
+            auth_router,
+            rider_router,
+            driver_router,
+            governance_router,
+            operator_rides_router,
+        )
+        for router in routers:
             app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])

@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, WebSocket
 from pydantic import BaseModel, ConfigDict
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts import service as accounts
@@ -13,6 +14,9 @@ from dispatch.accounts.repository import AccountRepository
 from dispatch.core.database import SessionDep, transaction
 from dispatch.core.errors import Conflict, CoopError, Forbidden, NotFound, Unauthorized, responses
 from dispatch.core.params import IsoDatetime
+from dispatch.core.redis import RegionKeys
+from dispatch.core.settings import Settings
+from dispatch.dispatcher import presence
 from dispatch.dispatcher.plausibility import DETAILS as POSITION_REFUSALS
 from dispatch.dispatcher.plausibility import PositionGate, Refusal
 from dispatch.dispatcher.presence import LocationIndex, Written
@@ -20,7 +24,7 @@ from dispatch.events.outbox import publish_ephemeral
 from dispatch.idempotency.dependencies import IdempotencyDep, IdempotentRoute
 from dispatch.realtime.connection import Connection, serve
 from dispatch.rides import service as rides
-from dispatch.rides.models import ACTIVE_STATUSES, RideStatus
+from dispatch.rides.models import ACTIVE_STATUSES, Ride, RideStatus
 from dispatch.rides.repository import RideRepository
 from dispatch.rides.schemas import DriverCancelRequest, DriverRideRead, Earnings, OfferRead
 
@@ -118,11 +122,34 @@ async def get_ride(
     )
 
 
+def _completion_check(state: Any) -> rides.CompletionCheck:
+    async def locate_driver(ride: Ride) -> tuple[float, float] | None:
+        assert ride.driver_id is not None
+        try:
+            return await presence.position_of(
+                state.redis, RegionKeys(ride.region_id), ride.driver_id
+            )
+        except RedisError:
+            return None  # flagged as unknown: completing never waits on Redis
+
+    settings: Settings = state.settings
+    return rides.CompletionCheck(
+        locate_driver=locate_driver,
+        max_distance_m=settings.completion_max_distance_m,
+        max_speed_mps=settings.location_max_speed_mps,
+    )
+
+
 def _advance_route(target: RideStatus) -> Any:
     async def advance(
-        ride_id: uuid.UUID, driver: CurrentDriver, session: SessionDep, _: IdempotencyDep
+        ride_id: uuid.UUID,
+        driver: CurrentDriver,
+        session: SessionDep,
+        request: Request,
+        _: IdempotencyDep,
     ) -> DriverRideRead:
-        ride = await rides.advance_by_driver(session, driver.user_id, ride_id, target)
+        check = _completion_check(request.app.state) if target is RideStatus.completed else None
+        ride = await rides.advance_by_driver(session, driver.user_id, ride_id, target, check)
         return await rides.driver_view(session, ride)
 
     return advance

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     location_jitter_m: float = 100.0
     # A position outside every service area reloads the areas, at most this often.
     service_area_reload_s: float = 1.0
+    # A ride completed farther than this from its dropoff is flagged for operators (not refused).
+    completion_max_distance_m: float = 1000.0
     gc_freeze: bool = True
 
     dispatcher_metrics_host: str = "127.0.0.1"

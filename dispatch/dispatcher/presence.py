@@ -237,3 +237,14 @@ async def snapshot(redis: Redis, keys: RegionKeys) -> DriverPositions:
     """Every indexed driver with its position, in one round trip."""
     ids, lat, lng = await read_drivers_async(redis, keys.drivers_geo)
     return DriverPositions(driver_ids=ids, lat=lat, lng=lng)
+
+
+async def position_of(
+    redis: Redis, keys: RegionKeys, driver_id: uuid.UUID
+) -> tuple[float, float] | None:
+    """The driver's indexed (lat, lng), or None if the driver is not in the index."""
+    (found,) = await redis.geopos(keys.drivers_geo, str(driver_id))
+    if found is None:
+        return None
+    lng, lat = found
+    return float(lat), float(lng)

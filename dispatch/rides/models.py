@@ -3,6 +3,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     DateTime,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     String,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch.core.database import Base
@@ -87,6 +89,11 @@ class Ride(PricedTrip, Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_by: Mapped[str | None] = mapped_column(String(16))
     cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    # What looked wrong when the driver completed (far from the dropoff, too soon): for operators,
+    # never a refusal (GPS fails in tunnels). `[{"flag": ..., ...figures}]`.
+    completion_flags: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb"), default=list
+    )
 
 
 class Offer(Base):

@@ -68,6 +68,15 @@ class RideRepository:
         query = query.order_by(Ride.requested_at.desc()).limit(limit)
         return (await self.session.execute(query)).scalars().all()
 
+    async def flagged_rides(self, limit: int, before: datetime | None) -> Sequence[Ride]:
+        query = select(Ride).where(
+            Ride.status == RideStatus.completed, func.jsonb_array_length(Ride.completion_flags) > 0
+        )
+        if before is not None:
+            query = query.where(Ride.ended_at < before)
+        query = query.order_by(Ride.ended_at.desc()).limit(limit)
+        return (await self.session.execute(query)).scalars().all()
+
     async def pending_offers_of_ride(self, ride_id: uuid.UUID) -> Sequence[Offer]:
         query = select(Offer).where(Offer.ride_id == ride_id, Offer.status == OfferStatus.pending)
         return (await self.session.execute(query.with_for_update())).scalars().all()

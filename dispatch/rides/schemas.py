@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -93,6 +94,22 @@ class DriverRideRead(BaseModel):
     rider: RiderContact | None
     matched_at: datetime | None
     ended_at: datetime | None
+
+
+class FlaggedRide(BaseModel):
+    """A completed ride whose completion looked wrong, for operators to review."""
+
+    id: uuid.UUID
+    region_id: str
+    driver_id: uuid.UUID | None
+    rider_id: uuid.UUID
+    dropoff: LatLng
+    distance_m: int
+    total_cents: int
+    currency: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    completion_flags: list[dict[str, Any]]
 
 
 class OfferRead(BaseModel):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +15,7 @@ from dispatch.accounts.service import vehicle_of
 from dispatch.core.clock import utcnow
 from dispatch.core.database import violated_constraint
 from dispatch.core.errors import Conflict, Gone, NotFound
-from dispatch.core.geo import LatLng
+from dispatch.core.geo import LatLng, distance_m
 from dispatch.events.outbox import record_event
 from dispatch.fares.repository import FareRepository
 from dispatch.fares.service import rider_quote
@@ -193,8 +195,42 @@ async def decline_offer(session: AsyncSession, driver_id: uuid.UUID, offer_id: u
     return offer
 
 
+@dataclass(frozen=True)
+class CompletionCheck:
+    """How a completion is judged: the driver's last indexed position (None when unknown) against
+    the dropoff, and the trip's time against its distance at the fastest plausible speed."""
+
+    locate_driver: Callable[[Ride], Awaitable[tuple[float, float] | None]]
+    max_distance_m: float
+    max_speed_mps: float
+
+
+def completion_flags(
+    ride: Ride, position: tuple[float, float] | None, now: datetime, check: CompletionCheck
+) -> list[dict[str, Any]]:
+    flags: list[dict[str, Any]] = []
+    if position is None:
+        flags.append({"flag": "position_unknown"})
+    else:
+        away_m = distance_m(position[0], position[1], ride.dropoff_lat, ride.dropoff_lng)
+        if away_m > check.max_distance_m:
+            flags.append({"flag": "far_from_dropoff", "distance_m": round(away_m)})
+    if ride.started_at is not None:
+        took_s = (now - ride.started_at).total_seconds()
+        fastest_s = ride.distance_m / check.max_speed_mps
+        if took_s < fastest_s:
+            flags.append(
+                {"flag": "too_soon", "took_s": round(took_s, 3), "fastest_s": round(fastest_s)}
+            )
+    return flags
+
+
 async def advance_by_driver(
-    session: AsyncSession, driver_id: uuid.UUID, ride_id: uuid.UUID, target: RideStatus
+    session: AsyncSession,
+    driver_id: uuid.UUID,
+    ride_id: uuid.UUID,
+    target: RideStatus,
+    completion: CompletionCheck | None = None,
 ) -> Ride:
     ride = await driver_ride(session, driver_id, ride_id, lock=True)
     if ride.status is target:
@@ -210,6 +246,9 @@ async def advance_by_driver(
         record_event(session, ride.rider_id, "ride.started", {"status": target.value}, ride.id)
     elif target is RideStatus.completed:
         ride.ended_at = now
+        if completion is not None:
+            position = await completion.locate_driver(ride)
+            ride.completion_flags = completion_flags(ride, position, now, completion)
         receipt = (await receipt_of(session, ride)).model_dump(mode="json")
         payload = {"status": target.value, "receipt": receipt}
         record_event(session, ride.rider_id, "ride.completed", payload, ride.id)

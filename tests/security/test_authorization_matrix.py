@@ -118,6 +118,7 @@ MATRIX: dict[str, Rule] = {
     "GET /v1/governance/audit": Rule(GOVERNANCE_READERS),
     "GET /v1/governance/members/me": Rule(frozenset({"member", "suspended"})),
     "GET /v1/governance/members": Rule(frozenset({"operator"})),
+    "GET /v1/operator/rides/flagged": Rule(frozenset({"operator"})),
     "POST /v1/governance/members": Rule(frozenset({"operator"}), mutates=True, body="admit"),
     "POST /v1/governance/members/{user_id}/suspend": Rule(frozenset({"operator"}), mutates=True),
     "POST /v1/governance/members/{user_id}/reinstate": Rule(frozenset({"operator"}), mutates=True),
