@@ -95,8 +95,12 @@ class EventHub:
             channel = message["channel"]
             try:
                 payload = json.loads(message["data"])
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
+                # One message this reader cannot take must not end it: it serves every socket.
+                log.warning("event hub skipped a message it could not decode on %s", channel)
                 continue
+            if not isinstance(payload, dict):
+                continue  # every socket's pump reads `type` from a JSON object
             for queue in list(self._listeners.get(channel, ())):
                 if queue.full():
                     # A slow client loses live messages, not durable ones: it resyncs from event_id.
