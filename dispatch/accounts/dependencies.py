@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
 
 from dispatch.accounts.models import Role
 from dispatch.accounts.service import token_account_current
@@ -17,8 +18,10 @@ from dispatch.core.settings import Settings, get_settings
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
 
-def get_settings_dep() -> Settings:
-    return get_settings()
+def get_settings_dep(connection: HTTPConnection) -> Settings:
+    """The settings the app was created with (`create_app(settings)`), as its sockets read them."""
+    settings: Settings = connection.app.state.settings
+    return settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

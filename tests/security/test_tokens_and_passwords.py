@@ -20,7 +20,6 @@ from argon2 import PasswordHasher, extract_parameters
 from argon2.low_level import Type
 from sqlalchemy import text
 
-from dispatch.accounts.dependencies import get_settings_dep
 from dispatch.app import create_app
 from dispatch.core.database import transaction
 from dispatch.core.settings import Settings
@@ -149,11 +148,28 @@ async def strict_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A second app whose login limit is 3 failures a minute (the suite's own is lifted)."""
     strict = settings.model_copy(update={"login_attempts_per_minute": 3})
     application = create_app(strict, with_api=True, with_dispatcher=False)
-    application.dependency_overrides[get_settings_dep] = lambda: strict
     async with application.router.lifespan_context(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             yield http
+
+
+async def test_rest_routes_obey_the_settings_the_app_was_created_with(
+    settings: Settings,
+) -> None:
+    """create_app(settings) once gave REST handlers the process's global settings instead."""
+    custom = settings.model_copy(update={"access_token_ttl_s": 77})
+    application = create_app(custom, with_api=True, with_dispatcher=False)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            account = await make_account(http, "rider")
+            token = await http.post(
+                "/v1/auth/token", data={"username": account.email, "password": PASSWORD}
+            )
+    assert token.json()["expires_in"] == 77
+    claims = jwt.decode(token.json()["access_token"], options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 77
 
 
 async def test_failed_logins_are_rate_limited_with_429(strict_client: httpx.AsyncClient) -> None:
