@@ -11,7 +11,7 @@ from dispatch.core.database import create_engine, create_sessionmaker, transacti
 from dispatch.core.heap import freeze_startup_heap
 from dispatch.core.redis import create_redis
 from dispatch.core.settings import Settings, get_settings
-from dispatch.demo import DemoLogin, seed_demo
+from dispatch.demo import DEMO_PASSWORD, DemoLogin, seed_demo
 from dispatch.dispatcher.worker import dispatch_forever
 from dispatch.metrics import start_dispatcher_metrics
 from governance.demo import seed_demo_governance
@@ -56,7 +56,9 @@ async def seed_demo_coop(settings: Settings) -> list[DemoLogin]:
     try:
         async with transaction(state) as session:
             logins = await seed_demo(session, settings.region, settings.currency)
-            return logins + await seed_demo_governance(session, settings)
+            drivers = [login.email for login in logins if login.role == "driver"]
+            name, email = await seed_demo_governance(session, settings, drivers, DEMO_PASSWORD)
+            return [*logins, DemoLogin("operator", name, email, DEMO_PASSWORD)]
     finally:
         await state.redis.aclose()
         await engine.dispose()

@@ -9,11 +9,11 @@ import sys
 from types import SimpleNamespace
 from typing import Any
 
+from dispatch.accounts.service import create_operator
 from dispatch.core.database import create_engine, create_sessionmaker, transaction
 from dispatch.core.redis import create_redis
 from dispatch.core.settings import Settings, get_settings
 from governance import audit
-from governance.service import create_operator
 
 
 async def _with_session(settings: Settings, work: Any) -> Any:

@@ -1,18 +1,21 @@
-"""The demo co-op's governance: an operator, the demo drivers as members, one open proposal."""
+"""The demo co-op's governance: an operator, the demo drivers as members, one open proposal.
+The assembly's demo (`dispatch/demo.py`) made the drivers and passes them in."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts.repository import AccountRepository
+from dispatch.accounts.service import create_operator
 from dispatch.core.clock import utcnow
 from dispatch.core.settings import Settings
-from dispatch.demo import DEMO_DRIVERS, DEMO_PASSWORD, DemoLogin
-from governance import service
+from governance.membership import admit_member
 from governance.models import ProposalStatus
+from governance.proposals import draft_proposal
 from governance.repository import GovernanceRepository
 from governance.schemas import PolicyChanges, ProposalCreate
 
@@ -20,20 +23,23 @@ DEMO_OPERATOR = ("Olu Operator", "operator@demo.coop")
 DEMO_PROPOSAL_TITLE = "Cut the co-op commission to 8%"
 
 
-async def seed_demo_governance(session: AsyncSession, settings: Settings) -> list[DemoLogin]:
+async def seed_demo_governance(
+    session: AsyncSession, settings: Settings, driver_emails: Sequence[str], password: str
+) -> tuple[str, str]:
+    """Idempotent; returns the demo operator's (name, email), who logs in with `password`."""
     accounts = AccountRepository(session)
     repository = GovernanceRepository(session)
     name, email = DEMO_OPERATOR
     operator = await accounts.by_email(email)
     if operator is None:
-        operator = await service.create_operator(session, email, DEMO_PASSWORD, name)
+        operator = await create_operator(session, email, password, name)
     author = None
-    for _, driver_email, _ in DEMO_DRIVERS:
+    for driver_email in driver_emails:
         driver = await accounts.by_email(driver_email)
         if driver is None:
             continue
         if await repository.member(driver.id) is None:
-            await service.admit_member(session, operator.id, driver.id)
+            await admit_member(session, operator.id, driver.id)
         author = author or driver
     pending = [
         p
@@ -53,5 +59,5 @@ async def seed_demo_governance(session: AsyncSession, settings: Settings) -> lis
             changes=PolicyChanges(commission_rate=Decimal("0.08")),
             closes_at=utcnow() + timedelta(seconds=window),
         )
-        await service.draft_proposal(session, settings, author.id, body)
-    return [DemoLogin("operator", name, email, DEMO_PASSWORD)]
+        await draft_proposal(session, settings, author.id, body)
+    return name, email

@@ -24,7 +24,7 @@ from dispatch.fares.repository import FareRepository
 from dispatch.fares.schemas import PolicyRead
 from dispatch.fares.service import current_policy
 from dispatch.idempotency.dependencies import IdempotencyDep, IdempotentRoute
-from governance import service
+from governance import membership, proposals, views
 from governance.models import MemberStatus, ProposalStatus
 from governance.repository import GovernanceRepository
 from governance.schemas import (
@@ -54,7 +54,7 @@ async def policy_history(session: SessionDep) -> list[PolicyRead]:
 
 @router.get("/bylaws")
 async def get_bylaws(settings: SettingsDep) -> BylawsRead:
-    return service.bylaws(settings)
+    return proposals.bylaws(settings)
 
 
 @router.post(
@@ -65,8 +65,8 @@ async def get_bylaws(settings: SettingsDep) -> BylawsRead:
 async def draft_proposal(
     body: ProposalCreate, driver: CurrentDriver, session: SessionDep, settings: SettingsDep
 ) -> ProposalRead:
-    proposal = await service.draft_proposal(session, settings, driver.user_id, body)
-    return (await service.proposal_views(session, [proposal], driver.user_id))[0]
+    proposal = await proposals.draft_proposal(session, settings, driver.user_id, body)
+    return (await views.proposal_views(session, [proposal], driver.user_id))[0]
 
 
 @router.get("/proposals", responses=responses(Forbidden))
@@ -76,20 +76,20 @@ async def list_proposals(
     status: Literal["scheduled", "open", "passed", "rejected", "failed_quorum"] | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[ProposalRead]:
-    viewer = await service.require_viewer(session, user)
+    viewer = await membership.require_viewer(session, user)
     found = await GovernanceRepository(session).proposals(
         ProposalStatus(status) if status else None, limit
     )
-    return await service.proposal_views(session, found, viewer)
+    return await views.proposal_views(session, found, viewer)
 
 
 @router.get("/proposals/{proposal_id}", responses=responses(Forbidden, NotFound))
 async def get_proposal(
     proposal_id: uuid.UUID, user: CurrentUser, session: SessionDep
 ) -> ProposalRead:
-    viewer = await service.require_viewer(session, user)
-    proposal = await service.get_proposal(session, proposal_id)
-    return (await service.proposal_views(session, [proposal], viewer))[0]
+    viewer = await membership.require_viewer(session, user)
+    proposal = await proposals.get_proposal(session, proposal_id)
+    return (await views.proposal_views(session, [proposal], viewer))[0]
 
 
 @router.post("/proposals/{proposal_id}/votes", responses=responses(Forbidden, NotFound, Conflict))
@@ -100,16 +100,16 @@ async def vote(
     session: SessionDep,
     _: IdempotencyDep,
 ) -> VoteRead:
-    return await service.cast_vote(session, driver.user_id, proposal_id, body.choice)
+    return await proposals.cast_vote(session, driver.user_id, proposal_id, body.choice)
 
 
 @router.get("/proposals/{proposal_id}/impact", responses=responses(Forbidden, NotFound))
 async def proposal_impact(
     proposal_id: uuid.UUID, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> ImpactRead:
-    await service.require_viewer(session, user)
-    proposal = await service.get_proposal(session, proposal_id)
-    return await service.impact(session, settings, proposal)
+    await membership.require_viewer(session, user)
+    proposal = await proposals.get_proposal(session, proposal_id)
+    return await views.impact(session, settings, proposal)
 
 
 @router.get("/audit", responses=responses(Forbidden))
@@ -119,7 +119,7 @@ async def audit_log(
     after_seq: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AuditEntryRead]:
-    await service.require_viewer(session, user)
+    await membership.require_viewer(session, user)
     repository = GovernanceRepository(session)
     entries = await repository.audit_entries(after_seq, limit)
     voted_on = {e.proposal_id for e in entries if e.type == "ballot.cast" and e.proposal_id}
@@ -137,12 +137,12 @@ async def audit_log(
 
 @router.get("/members/me", responses=responses(NotFound))
 async def my_membership(driver: CurrentDriver, session: SessionDep) -> MemberRead:
-    return await service.my_membership(session, driver.user_id)
+    return await membership.my_membership(session, driver.user_id)
 
 
 @router.get("/members")
 async def list_members(operator: CurrentOperator, session: SessionDep) -> list[MemberRead]:
-    return await service.members(session)
+    return await membership.members(session)
 
 
 @router.post(
@@ -151,14 +151,14 @@ async def list_members(operator: CurrentOperator, session: SessionDep) -> list[M
 async def admit_member(
     body: MemberAdmit, operator: CurrentOperator, session: SessionDep
 ) -> MemberRead:
-    return await service.admit_member(session, operator.user_id, body.user_id)
+    return await membership.admit_member(session, operator.user_id, body.user_id)
 
 
 @router.post("/members/{user_id}/suspend", responses=responses(NotFound, Conflict))
 async def suspend_member(
     user_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
 ) -> MemberRead:
-    return await service.set_member_status(
+    return await membership.set_member_status(
         session, operator.user_id, user_id, MemberStatus.suspended
     )
 
@@ -167,4 +167,6 @@ async def suspend_member(
 async def reinstate_member(
     user_id: uuid.UUID, operator: CurrentOperator, session: SessionDep
 ) -> MemberRead:
-    return await service.set_member_status(session, operator.user_id, user_id, MemberStatus.active)
+    return await membership.set_member_status(
+        session, operator.user_id, user_id, MemberStatus.active
+    )

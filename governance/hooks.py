@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from governance.service import driving_gate
+from governance.membership import driving_gate
 
 
 def install(app: FastAPI) -> None:

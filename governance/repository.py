@@ -8,7 +8,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts.models import UserAccount
-from dispatch.fares.models import FarePolicy
 from dispatch.rides.models import Ride, RideStatus
 from governance.models import (
     AuditEntry,
@@ -169,10 +168,6 @@ class GovernanceRepository:
         rows = (await self.session.execute(query)).all()
         return [(row[0], row[1].value, str(row[2])) for row in rows]
 
-    async def latest_policy(self) -> FarePolicy | None:
-        query = select(FarePolicy).order_by(FarePolicy.version.desc()).limit(1)
-        return (await self.session.execute(query)).scalar_one_or_none()
-
     async def completed_rides(
         self, since: datetime, until: datetime
     ) -> list[tuple[uuid.UUID, int, int]]:
@@ -234,5 +229,5 @@ class GovernanceRepository:
         )
         return set((await self.session.execute(query)).scalars())
 
-    def add(self, item: Member | Proposal | RollEntry | FarePolicy) -> None:
+    def add(self, item: Member | Proposal | RollEntry) -> None:
         self.session.add(item)

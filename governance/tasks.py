@@ -10,8 +10,8 @@ from typing import Any
 from dispatch.core.clock import utcnow
 from dispatch.core.database import transaction
 from governance.models import ProposalStatus
+from governance.proposals import close_proposal, open_proposal
 from governance.repository import GovernanceRepository
-from governance.service import close_proposal, open_proposal
 
 log = logging.getLogger(__name__)
 BATCH = 50

@@ -72,8 +72,6 @@ QUERY_BASELINE: dict[str, str] = {
     "dispatch/dispatcher/worker.py": "11.1",
     # 11.1 (positions/websockets helpers): the socket's ride look-ups move to the repositories
     "dispatch/realtime/connection.py": "11.1",
-    # 11.1 (governance helper): enactment's fare-policy read moves to fares/
-    "governance/service.py": "11.1",
     # 11.1 (hygiene helper): seeding goes through the services
     "loadtests/seeding.py": "11.1",
     # the readiness probe's SELECT 1 and the demo co-op's existence checks
@@ -85,8 +83,6 @@ IMPORT_BASELINE: dict[str, str] = {
     "dispatch/dispatcher/worker.py": "11.2",
     # issue 11.7: the bench-only Redis writers leave the engine
     "dispatch/matching/geo_snapshot.py": "11.7",
-    # issue 11.2: governance's demo seeding stops reaching into the assembly's demo
-    "governance/demo.py": "11.2",
 }
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch.accounts.models import Driver, Role, UserAccount
 from dispatch.accounts.repository import AccountRepository
 from dispatch.accounts.schemas import RegisterRequest, UserRead, Vehicle
-from dispatch.core.errors import Unauthorized
+from dispatch.core.errors import Conflict, Unauthorized, Unprocessable
 from dispatch.core.rate_limit import Budget, refuse_if_spent, spend
 from dispatch.core.redis import Redis
 from dispatch.core.security import TokenClaims, hash_password, verify_password
@@ -34,22 +34,11 @@ async def register(session: AsyncSession, body: RegisterRequest) -> None:
     """
     password_hash = await asyncio.to_thread(hash_password, body.password)
     repository = AccountRepository(session)
-    if await repository.by_email(body.email) is not None:
-        return
-    user = UserAccount(
-        id=uuid.uuid4(),
-        email=body.email.lower(),
-        password_hash=password_hash,
-        name=body.name,
-        phone=body.phone,
-        role=Role(body.role),
+    user = await _create_account(
+        session, body.email, password_hash, body.name, Role(body.role), body.phone
     )
-    try:
-        async with session.begin_nested():
-            repository.add(user)
-            await session.flush()
-    except IntegrityError:
-        return  # the same email registered a moment ago by a concurrent request
+    if user is None:
+        return
     if user.role is Role.driver:
         vehicle = body.vehicle
         repository.add(
@@ -62,6 +51,49 @@ async def register(session: AsyncSession, body: RegisterRequest) -> None:
             )
         )
         await session.flush()
+
+
+async def _create_account(
+    session: AsyncSession,
+    email: str,
+    password_hash: str,
+    name: str,
+    role: Role,
+    phone: str | None = None,
+) -> UserAccount | None:
+    """The new account, or None when the email is taken (also by a concurrent request)."""
+    repository = AccountRepository(session)
+    if await repository.by_email(email) is not None:
+        return None
+    user = UserAccount(
+        id=uuid.uuid4(),
+        email=email.lower(),
+        password_hash=password_hash,
+        name=name,
+        phone=phone,
+        role=role,
+    )
+    try:
+        async with session.begin_nested():
+            repository.add(user)
+            await session.flush()
+    except IntegrityError:
+        return None
+    return user
+
+
+async def create_operator(
+    session: AsyncSession, email: str, password: str, name: str
+) -> UserAccount:
+    """Operators are made on the command line, never through the API, so a taken email may
+    be said plainly."""
+    if len(password) < 8:
+        raise Unprocessable("the password needs at least 8 characters", code="weak_password")
+    password_hash = await asyncio.to_thread(hash_password, password)
+    user = await _create_account(session, email, password_hash, name, Role.operator)
+    if user is None:
+        raise Conflict("an account with this email already exists", code="email_taken")
+    return user
 
 
 def login_budgets(settings: Settings, email: str, address: str) -> list[Budget]:

@@ -24,6 +24,10 @@ class FareRepository:
         )
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def latest_policy(self) -> FarePolicy | None:
+        query = select(FarePolicy).order_by(FarePolicy.version.desc()).limit(1)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
     async def policies(self) -> list[FarePolicy]:
         query = select(FarePolicy).order_by(FarePolicy.version)
         return list((await self.session.execute(query)).scalars())

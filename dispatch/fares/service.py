@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.core.clock import utcnow
-from dispatch.core.errors import NotFound, Unavailable, Unprocessable
+from dispatch.core.errors import Conflict, NotFound, Unavailable, Unprocessable
 from dispatch.core.settings import Settings
 from dispatch.fares.areas import ServiceAreas
 from dispatch.fares.models import FarePolicy, Quote
@@ -14,6 +17,29 @@ from dispatch.fares.pricing import FareRules, price
 from dispatch.fares.repository import FareRepository
 from dispatch.fares.schemas import QuoteCreate
 from dispatch.matching.eta import EtaModel
+
+POLICY_FIELDS = (
+    "base_cents",
+    "per_km_cents",
+    "per_minute_cents",
+    "minimum_cents",
+    "booking_fee_cents",
+    "commission_rate",
+    "commission_cap_cents",
+)
+
+
+def rate_text(rate: Decimal) -> str:
+    """A commission rate as the API and the governance log write it: four decimals."""
+    return str(rate.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
+
+
+def amended(base: FarePolicy, changes: Mapping[str, int | str]) -> dict[str, Any]:
+    """The policy's fields with `changes` (cents as int, the rate as a decimal string) applied."""
+    fields: dict[str, Any] = {name: getattr(base, name) for name in POLICY_FIELDS}
+    for name, value in changes.items():
+        fields[name] = Decimal(value) if name == "commission_rate" else int(value)
+    return fields
 
 
 def rules_of(policy: FarePolicy) -> FareRules:
@@ -26,6 +52,41 @@ def rules_of(policy: FarePolicy) -> FareRules:
         commission_rate=policy.commission_rate,
         commission_cap_cents=policy.commission_cap_cents,
     )
+
+
+async def latest_policy(session: AsyncSession) -> FarePolicy | None:
+    """The newest version, in force or not yet."""
+    return await FareRepository(session).latest_policy()
+
+
+async def policy(session: AsyncSession, version: int) -> FarePolicy | None:
+    return await FareRepository(session).policy(version)
+
+
+async def amend_policy(
+    session: AsyncSession,
+    changes: Mapping[str, int | str],
+    *,
+    effective_at: datetime,
+    proposal_id: uuid.UUID | None,
+) -> tuple[FarePolicy, FarePolicy]:
+    """Write the next version: the newest with `changes` applied. It never takes effect before
+    the version it builds on, so versions apply in the order they were written. Returns (base,
+    new); the caller serialises writers (governance holds its audit lock)."""
+    repository = FareRepository(session)
+    base = await repository.latest_policy()
+    if base is None:
+        raise Conflict("there is no fare policy to amend", code="no_fare_policy")
+    version = FarePolicy(
+        version=base.version + 1,
+        currency=base.currency,
+        effective_at=max(effective_at, base.effective_at),
+        proposal_id=proposal_id,
+        **amended(base, changes),
+    )
+    repository.add(version)
+    await session.flush()
+    return base, version
 
 
 async def current_policy(session: AsyncSession) -> FarePolicy:

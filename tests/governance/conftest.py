@@ -11,10 +11,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from dispatch.accounts.service import create_operator
 from dispatch.core import clock
 from dispatch.core.database import transaction
+from governance.membership import set_member_status
 from governance.models import Member, MemberStatus
-from governance.service import create_operator, set_member_status
 from tests.conftest import PASSWORD, Account, make_account
 
 MakeMembers = Callable[[int], Awaitable[list[Account]]]

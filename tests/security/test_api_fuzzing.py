@@ -57,7 +57,7 @@ def base(stack: Stack) -> str:
 
 @pytest.fixture(scope="module")
 async def tokens(base: str, app: Any) -> AsyncIterator[dict[str, str]]:
-    from governance.service import create_operator
+    from dispatch.accounts.service import create_operator
 
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
 

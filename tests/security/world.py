@@ -100,7 +100,7 @@ async def place_driver(app: Any, region: str, driver: Account, lat: float, lng: 
 
 
 async def make_operator(http: httpx.AsyncClient, app: Any) -> Account:
-    from governance.service import create_operator
+    from dispatch.accounts.service import create_operator
 
     email = f"operator-{uuid.uuid4().hex[:12]}@test.coop"
     async with transaction(app.state) as session:
