@@ -43,7 +43,7 @@ async def register(
         "too many registrations; wait and retry",
         code="registration_rate_limited",
     )
-    await service.register(session, body)
+    await service.register(session, body, settings)
     return RegistrationAccepted()
 
 

@@ -1,9 +1,29 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
+
+from dispatch.core.text import canonical_email, display_text, lookalike_problem
+
+
+def _plain_email(value: str) -> str:
+    problem = lookalike_problem(canonical_email(value))
+    if problem is not None:
+        raise ValueError(f"this email could pass for another one: {problem}")
+    return value
+
+
+def _canonical_before_parsing(value: object) -> object:
+    return canonical_email(value) if isinstance(value, str) else value
+
+
+# Names and vehicle words are shown to other people: NFKC, no controls or bidi overrides.
+DisplayText = Annotated[str, AfterValidator(display_text)]
+Email = Annotated[
+    EmailStr, BeforeValidator(_canonical_before_parsing), AfterValidator(_plain_email)
+]
 
 
 class Vehicle(BaseModel):
@@ -15,15 +35,25 @@ class Vehicle(BaseModel):
     plate: str = Field(min_length=1, max_length=20)
 
 
+class VehicleInput(Vehicle):
+    """A vehicle as a driver registers it; riders see these words."""
+
+    make: DisplayText = Field(min_length=1, max_length=60)
+    model: DisplayText = Field(min_length=1, max_length=60)
+    color: DisplayText | None = Field(default=None, max_length=30)
+    plate: DisplayText = Field(min_length=1, max_length=20)
+
+
 class RegisterRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailStr
+    email: Email
     password: str = Field(min_length=8, max_length=256)
-    name: str = Field(min_length=1, max_length=120)
+    name: DisplayText = Field(min_length=1, max_length=120)
     role: Literal["rider", "driver"]
+    # Any form people write (`(212) 555-0100`, `+44 20 7946 0958`); stored as E.164.
     phone: str | None = Field(default=None, max_length=32)
-    vehicle: Vehicle | None = None
+    vehicle: VehicleInput | None = None
 
 
 class RegistrationAccepted(BaseModel):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import phonenumbers
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +15,7 @@ from dispatch.core.rate_limit import Budget, refuse_if_spent, spend
 from dispatch.core.redis import Redis
 from dispatch.core.security import TokenClaims, hash_password, verify_password
 from dispatch.core.settings import Settings
+from dispatch.core.text import canonical_email
 
 # Verified against when the email is unknown, so timing does not reveal which emails exist.
 _DUMMY_HASH = hash_password("not-a-real-password")
@@ -26,16 +28,32 @@ def registration_budgets(settings: Settings, email: str, address: str) -> list[B
     ]
 
 
-async def register(session: AsyncSession, body: RegisterRequest) -> None:
+def e164(phone: str, default_region: str) -> str:
+    """A phone as E.164 (`+12125550100`); 422 for anything that is not a possible number."""
+    try:
+        number = phonenumbers.parse(phone, default_region)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_possible_number(number):
+        raise Unprocessable(
+            "phone: not a phone number we can read; write it with its country code, "
+            "e.g. +1 212 555 0100",
+            code="invalid_phone",
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+async def register(session: AsyncSession, body: RegisterRequest, settings: Settings) -> None:
     """Create the account unless the email is taken, and answer alike either way.
 
     The password is hashed on both paths, so a taken email costs the same argon2 work as a new
     one and its answer's timing does not tell that the email has an account.
     """
+    phone = e164(body.phone, settings.phone_default_region) if body.phone else None
     password_hash = await asyncio.to_thread(hash_password, body.password)
     repository = AccountRepository(session)
     user = await _create_account(
-        session, body.email, password_hash, body.name, Role(body.role), body.phone
+        session, body.email, password_hash, body.name, Role(body.role), phone
     )
     if user is None:
         return
@@ -90,7 +108,9 @@ async def create_operator(
     if len(password) < 8:
         raise Unprocessable("the password needs at least 8 characters", code="weak_password")
     password_hash = await asyncio.to_thread(hash_password, password)
-    user = await _create_account(session, email, password_hash, name, Role.operator)
+    user = await _create_account(
+        session, canonical_email(email), password_hash, name, Role.operator
+    )
     if user is None:
         raise Conflict("an account with this email already exists", code="email_taken")
     return user
@@ -99,7 +119,7 @@ async def create_operator(
 def login_budgets(settings: Settings, email: str, address: str) -> list[Budget]:
     """Failed logins, counted per (address, account) and, with a higher ceiling, per account:
     a stranger's wrong guesses use up their own budget, not the owner's."""
-    account = email.lower()
+    account = canonical_email(email)
     return [
         Budget("login:pair", f"{address}|{account}", settings.login_attempts_per_minute),
         Budget("login:account", account, settings.login_account_attempts_per_minute),
@@ -118,7 +138,7 @@ async def authenticate(
     await refuse_if_spent(
         redis, budgets, "too many failed logins; wait and retry", code="login_rate_limited"
     )
-    user = await AccountRepository(session).by_email(email)
+    user = await AccountRepository(session).by_email(canonical_email(email))
     if user is None:
         verify_password(_DUMMY_HASH, password)
     if user is None or not verify_password(user.password_hash, password):

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # Larger request bodies are refused (413) before they are read; ours are a few hundred bytes.
     max_request_body_bytes: int = Field(default=65_536, ge=1024)
 
+    # Phones written without a country code are read as this country's (ISO 3166 code).
+    phone_default_region: str = "US"
+
     currency: str = "USD"
     quote_ttl_s: int = 300
     eta_speed_kmh: float = 25.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 
@@ -35,3 +36,86 @@ async def test_nul_characters_are_refused_everywhere(
     # Nothing was stored, and ordinary text (even a literal percent sign) still goes through.
     body["name"] = "100%00 fine"
     assert (await client.post("/v1/auth/register", json=body)).status_code == 202
+
+
+async def registered(client: httpx.AsyncClient, **fields: Any) -> httpx.Response:
+    body = {
+        "email": f"text-{uuid.uuid4().hex[:8]}@test.coop",
+        "password": PASSWORD,
+        "name": "Plain Name",
+        "role": "rider",
+    } | fields
+    return await client.post("/v1/auth/register", json=body)
+
+
+async def me(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    token = await client.post("/v1/auth/token", data={"username": email, "password": password})
+    assert token.status_code == 200, token.text
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    return dict((await client.get("/v1/auth/me", headers=headers)).json())
+
+
+async def test_phones_are_stored_as_e164_and_junk_is_refused(client: httpx.AsyncClient) -> None:
+    """Issue 18.11: `phone` took markup, SQL and terminal escapes, and drivers saw them."""
+    for written in ("(212) 555-0100", "+1 212 555 0100", "212.555.0100"):
+        email = f"phone-{uuid.uuid4().hex[:8]}@test.coop"
+        assert (await registered(client, email=email, phone=written)).status_code == 202
+        assert (await me(client, email))["phone"] == "+12125550100"
+    for junk in (
+        "<script>alert(1)</script>",
+        "'; DROP TABLE user_account;--",
+        "\u001b[31m+12125550100",
+        "12345",
+        "call me maybe",
+    ):
+        refused = await registered(client, phone=junk)
+        assert refused.status_code == 422, junk
+        assert refused.json()["error"] == "invalid_phone"
+        assert junk not in refused.text  # the error does not echo the input back
+
+
+async def test_names_refuse_controls_overrides_and_blanks(client: httpx.AsyncClient) -> None:
+    for name in (
+        "Ana\u202eatem",
+        "x\u2066y\u2069",
+        "bell\u0007",
+        "\u001b[2Jwiped",
+        "   ",
+        "\u3000",
+    ):
+        refused = await registered(client, name=name)
+        assert refused.status_code == 422, repr(name)
+        assert refused.json()["error"] == "validation_error"
+    vehicle = {"make": "Toyota", "model": "Prius\u202e", "color": "green", "plate": "T1"}
+    assert (await registered(client, role="driver", vehicle=vehicle)).status_code == 422
+    # What NFKC can make plain is kept, made plain.
+    email = f"nfkc-{uuid.uuid4().hex[:8]}@test.coop"
+    assert (await registered(client, email=email, name="  Ｊｏｓé  ")).status_code == 202
+    assert (await me(client, email))["name"] == "José"
+
+
+async def test_lookalike_emails_are_one_account_or_refused(client: httpx.AsyncClient) -> None:
+    tag = uuid.uuid4().hex[:8]
+    owner = f"rider{tag}@test.coop"
+    assert (await registered(client, email=owner)).status_code == 202
+    # NFKC folds ℝ into R: the same account, so nothing is created and the owner's password holds.
+    twin = await registered(client, email=f"ℝider{tag}@test.coop", password="twin-password-1")
+    assert twin.status_code == 202
+    token = await client.post(
+        "/v1/auth/token", data={"username": owner, "password": "twin-password-1"}
+    )
+    assert token.status_code == 401
+    # Letters that pass for ASCII ones (dotless ı, Cyrillic і and а) cannot be folded: refused.
+    for lookalike in (f"rıder{tag}@test.coop", f"rіder{tag}@test.coop", f"rider{tag}@tеst.coop"):
+        refused = await registered(client, email=lookalike)
+        assert refused.status_code == 422, lookalike
+        assert "could pass for another" in refused.text
+    # Letters that look like no ASCII letter stay welcome.
+    assert (await registered(client, email=f"josé{tag}@test.coop")).status_code == 202
+
+
+async def test_login_normalises_the_email_as_registration_does(client: httpx.AsyncClient) -> None:
+    tag = uuid.uuid4().hex[:8]
+    assert (await registered(client, email=f"  Spaced{tag}@Test.coop ")).status_code == 202
+    for typed in (f" spaced{tag}@test.coop  ", f"SPACED{tag}@TEST.COOP", f"ｓpaced{tag}@test.coop"):
+        assert (await me(client, typed))["email"] == f"spaced{tag}@test.coop", typed

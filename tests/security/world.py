@@ -40,7 +40,7 @@ GUARDED_TABLES = (
     "idempotency_key",
 )
 
-RIDER_A_PHONE = "+1 212 555 0147"
+RIDER_A_PHONE = "+12125550147"  # E.164, as it is stored and shown
 
 
 @dataclass
@@ -138,7 +138,7 @@ async def build_world(
     center = (lat0 + 0.5, lng0 + 0.5)
 
     rider_a = await make_account(http, "rider", phone=RIDER_A_PHONE)
-    rider_b = await make_account(http, "rider", phone="+1 212 555 0199")
+    rider_b = await make_account(http, "rider", phone="+12125550199")
     driver_x = await make_account(http, "driver")
     driver_y = await make_account(http, "driver")
     member = await make_account(http, "driver")
