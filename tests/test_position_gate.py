@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from dispatch.core.database import transaction
@@ -33,6 +34,21 @@ def test_areas_follow_polygons_holes_and_multipolygons() -> None:
     assert areas.covers(20.5, 20.5) and areas.covers(20.5, 30.5)
     assert not areas.covers(20.5, 25)  # between the islands, inside their joint bounding box
     assert not areas.covers(-1, 1) and not areas.covers(0, 0.0001 - 1)
+
+
+def test_areas_with_many_edges_agree_with_the_few_edges_path() -> None:
+    """Past FEW_EDGES the test runs in numpy: a 200-gon with a 200-gon hole."""
+    def ring(radius: float) -> list[list[float]]:
+        points = [
+            [radius * math.cos(2 * math.pi * i / 200), radius * math.sin(2 * math.pi * i / 200)]
+            for i in range(200)
+        ]
+        return [*points, points[0]]
+
+    areas = ServiceAreas([json.dumps({"type": "Polygon", "coordinates": [ring(10), ring(3)]})])
+    assert areas.covers(0, 5) and areas.covers(-6, -6)
+    assert not areas.covers(0, 0) and not areas.covers(1, 2)  # the hole
+    assert not areas.covers(0, 10.5) and not areas.covers(7.5, 7.5)  # outside, in the bbox
 
 
 async def test_the_demo_area_comes_from_postgis(app: Any) -> None:
