@@ -38,6 +38,7 @@ def test_areas_follow_polygons_holes_and_multipolygons() -> None:
 
 def test_areas_with_many_edges_agree_with_the_few_edges_path() -> None:
     """Past FEW_EDGES the test runs in numpy: a 200-gon with a 200-gon hole."""
+
     def ring(radius: float) -> list[list[float]]:
         points = [
             [radius * math.cos(2 * math.pi * i / 200), radius * math.sin(2 * math.pi * i / 200)]
