@@ -147,3 +147,50 @@ async def test_members_vote_a_commission_cut_that_the_next_receipt_shows(stack: 
     assert "governance log verified" in verified.stdout
     for s in sockets:
         await s.close()
+
+
+async def test_a_member_reading_the_open_log_of_a_real_api_learns_no_choice(stack: Stack) -> None:
+    """The attack of issue 18.3 against a real `api` process: a member who has not voted reads
+    `/v1/governance/audit` while voting is open and tries every choice on every hash."""
+    from tests.governance.test_sealed_ballots import CHOICES, guesses, hash_fields
+
+    api = stack.start_api("api").url
+    assert api
+    email = f"operator-{uuid.uuid4().hex[:10]}@e2e.coop"
+    assert (
+        cli(stack, "operator", "create", "--email", email, "--password", PASSWORD).returncode == 0
+    )
+    token = httpx.post(f"{api}/v1/auth/token", data={"username": email, "password": PASSWORD})
+    operator = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    members = [register(api, "driver", name) for name in ("Jo Gov", "Kit Gov", "Lee Gov", "Mo Gov")]
+    for member in members:
+        admitted = httpx.post(
+            f"{api}/v1/governance/members", json={"user_id": member["id"]}, headers=operator
+        )
+        assert admitted.status_code == 201, admitted.text
+    drafted = httpx.post(
+        f"{api}/v1/governance/proposals",
+        json={
+            "title": "Raise the booking fee",
+            "rationale": "Dispatch costs.",
+            "changes": {"booking_fee_cents": 275},
+            "closes_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+        },
+        headers=auth(members[0]),
+    )
+    assert drafted.status_code == 201, drafted.text
+    pid = drafted.json()["id"]
+    for member, choice in zip(members[:3], ("yes", "no", "yes"), strict=True):
+        voted = httpx.post(
+            f"{api}/v1/governance/proposals/{pid}/votes",
+            json={"choice": choice},
+            headers=auth(member),
+        )
+        assert voted.status_code == 200, voted.text
+
+    log = httpx.get(f"{api}/v1/governance/audit?limit=1000", headers=auth(members[3])).json()
+    ballots = [e for e in log if e["type"] == "ballot.cast" and e["proposal_id"] == pid]
+    assert len(ballots) == 3 and all(e["sealed"] for e in ballots)
+    for entry in ballots:
+        for choice in CHOICES:
+            assert not guesses(entry, choice) & hash_fields(entry), (choice, entry)
