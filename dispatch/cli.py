@@ -90,7 +90,7 @@ def _seed(args: argparse.Namespace) -> int:
         f"{report.riders} riders and {report.drivers} drivers ready ({report.created} new) "
         f"in {report.seconds:.1f}s; credentials in {report.credentials}"
         + (
-            f"; {report.leftover_rides_closed} rides an earlier run left open were cancelled"
+            f"; {report.leftover_rides_closed} rides an earlier run left open were closed"
             if report.leftover_rides_closed
             else ""
         )

@@ -1,10 +1,17 @@
 """Bulk accounts for load tests: thousands of riders and drivers in seconds.
 
 One argon2 hash is computed once and shared by every seeded account (they all have the same
-password), and the rows go in with one multi-row `INSERT ... SELECT unnest(...)` per table, so the
-cost is a few round trips, not one HTTP call and one hash per user. Emails are deterministic
+password), and the rows go in with the accounts repository's bulk inserts (SQLAlchemy batches
+them, a thousand rows a statement), so the cost is a few round trips, not one HTTP call and one
+hash per user. Emails are deterministic
 (`load-rider-{i}@load.coop`, `load-driver-{i}@load.coop`), so seeding again is idempotent and
 the load test can log in with the known password.
+
+Rides an earlier run left open for the load accounts are closed through the rides service, as
+their users could have closed them, with the events that go with it: a ride under way is
+completed by its driver (nobody may cancel a ride in progress, `dispatch/rides/state.py`), any
+other is cancelled by its rider (withdrawing its pending offers), or, when only the driver is a
+load account, handed back to the queue by the driver.
 
 The credentials file also carries an access token per account, signed with this deployment's
 JWT secret, so a test with thousands of users does not start with thousands of argon2 logins.
@@ -20,32 +27,25 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.core.database import create_engine, create_sessionmaker
+from dispatch.accounts.models import Role
+from dispatch.accounts.repository import AccountRepository
+from dispatch.core.database import create_engine, create_sessionmaker, transaction
+from dispatch.core.redis import create_redis
 from dispatch.core.security import hash_password, issue_access_token
 from dispatch.core.settings import Settings
 from dispatch.demo import seed_region_and_policy
+from dispatch.rides import service as rides
+from dispatch.rides.models import RideStatus
+from dispatch.rides.repository import RideRepository
 
 LOAD_PASSWORD = "load-test-password-1"
 DEFAULT_CREDENTIALS = Path(__file__).resolve().parent / "results" / "credentials.json"
 VEHICLES = (("Toyota", "Prius"), ("Honda", "Accord"), ("Hyundai", "Ioniq"), ("Kia", "Niro"))
-
-INSERT_USERS = """
-INSERT INTO user_account (id, email, password_hash, name, role)
-SELECT u.id, u.email, $3, u.name, $4
-FROM unnest($1::uuid[], $2::text[], $5::text[]) AS u(id, email, name)
-ON CONFLICT (email) DO NOTHING
-"""
-SELECT_IDS = "SELECT email, id FROM user_account WHERE email = ANY($1::text[])"
-INSERT_DRIVERS = """
-INSERT INTO driver (user_id, vehicle_make, vehicle_model, vehicle_color, vehicle_plate)
-SELECT d.id, d.make, d.model, 'white', d.plate
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS d(id, make, model, plate)
-ON CONFLICT (user_id) DO NOTHING
-"""
 
 
 def load_email(role: str, index: int) -> str:
@@ -63,42 +63,54 @@ class SeedReport:
 
 
 async def _seed_role(
-    connection: asyncpg.Connection, role: str, count: int, password_hash: str
+    session: AsyncSession, role: Role, count: int, password_hash: str
 ) -> tuple[dict[str, uuid.UUID], int]:
+    accounts = AccountRepository(session)
     emails = [load_email(role, i) for i in range(count)]
-    names = [f"Load {role.capitalize()} {i}" for i in range(count)]
-    ids = [uuid.uuid4() for _ in range(count)]
-    status = await connection.execute(INSERT_USERS, ids, emails, password_hash, role, names)
-    created = int(status.split()[-1])
-    rows = await connection.fetch(SELECT_IDS, emails)
-    found = {row["email"]: row["id"] for row in rows}
-    if role == "driver":
-        vehicles = [VEHICLES[i % len(VEHICLES)] for i in range(count)]
-        await connection.execute(
-            INSERT_DRIVERS,
-            [found[email] for email in emails],
-            [make for make, _ in vehicles],
-            [model for _, model in vehicles],
-            [f"LD{i:06d}" for i in range(count)],
+    created = await accounts.add_users_if_missing(
+        [
+            {
+                "id": uuid.uuid4(),
+                "email": email,
+                "password_hash": password_hash,
+                "name": f"Load {role.capitalize()} {i}",
+                "role": role,
+            }
+            for i, email in enumerate(emails)
+        ]
+    )
+    found = await accounts.ids_by_email(emails)
+    if role is Role.driver:
+        await accounts.add_drivers_if_missing(
+            [
+                {
+                    "user_id": found[email],
+                    "vehicle_make": VEHICLES[i % len(VEHICLES)][0],
+                    "vehicle_model": VEHICLES[i % len(VEHICLES)][1],
+                    "vehicle_color": "white",
+                    "vehicle_plate": f"LD{i:06d}",
+                }
+                for i, email in enumerate(emails)
+            ]
         )
     return {email: found[email] for email in emails}, created
 
 
-# A run stopped by its clock leaves some rides open; the next run with the same accounts would
-# start with riders refused (409 ride_already_open) and drivers busy. Load accounts only.
-CLOSE_LEFTOVER_RIDES = """
-WITH ended AS (
-    UPDATE ride SET status = 'cancelled', ended_at = now(), cancelled_by = 'dispatcher',
-        cancel_reason = 'left open by an earlier load test run'
-    WHERE status IN ('requested', 'matched', 'arrived', 'in_progress')
-      AND (rider_id = ANY($1::uuid[]) OR driver_id = ANY($1::uuid[]))
-    RETURNING id
-), withdrawn AS (
-    UPDATE offer SET status = 'withdrawn', responded_at = now()
-    WHERE status = 'pending' AND ride_id IN (SELECT id FROM ended)
-)
-SELECT count(*) FROM ended
-"""
+LEFTOVER_REASON = "left open by an earlier load test run"
+
+
+async def _close_leftover_rides(session: AsyncSession, load_accounts: set[uuid.UUID]) -> int:
+    """A run stopped by its clock leaves some rides open; the next run with the same accounts would
+    start with riders refused (409 ride_already_open) and drivers busy."""
+    leftovers = await RideRepository(session).open_rides_of(load_accounts)
+    for ride in leftovers:
+        if ride.status is RideStatus.in_progress and ride.driver_id is not None:
+            await rides.advance_by_driver(session, ride.driver_id, ride.id, RideStatus.completed)
+        elif ride.rider_id in load_accounts:
+            await rides.cancel_by_rider(session, ride.rider_id, ride.id, LEFTOVER_REASON)
+        elif ride.driver_id is not None:
+            await rides.cancel_by_driver(session, ride.driver_id, ride.id, LEFTOVER_REASON)
+    return len(leftovers)
 
 
 def _write_credentials(path: Path, document: dict[str, Any]) -> None:
@@ -106,37 +118,32 @@ def _write_credentials(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document))
 
 
-async def _region_and_policy(settings: Settings) -> None:
-    """The load test needs the region and a fare policy, as the demo seeds them."""
-    engine = create_engine(settings, pool_size=1)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            await seed_region_and_policy(session, settings.region, settings.currency)
-            await session.commit()
-    finally:
-        await engine.dispose()
-
-
 async def seed_load_accounts(
     settings: Settings, riders: int, drivers: int, credentials: Path, token_ttl_s: int
 ) -> SeedReport:
     """Creates (or finds) the load-test accounts and writes their credentials as JSON."""
     started = time.perf_counter()
-    await _region_and_policy(settings)
     password_hash = hash_password(LOAD_PASSWORD)
-    dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
-    connection = await asyncpg.connect(dsn)
+    engine = create_engine(settings, pool_size=1)
+    # The unit of work `transaction` expects: its sessions, and Redis to publish events after
+    # the commit.
+    state = SimpleNamespace(
+        sessionmaker=create_sessionmaker(engine), redis=create_redis(settings.redis_url)
+    )
     try:
-        async with connection.transaction():
-            rider_ids, created_riders = await _seed_role(connection, "rider", riders, password_hash)
+        async with transaction(state) as session:
+            # The load test needs the region and a fare policy, as the demo seeds them.
+            await seed_region_and_policy(session, settings.region, settings.currency)
+            rider_ids, created_riders = await _seed_role(session, Role.rider, riders, password_hash)
             driver_ids, created_drivers = await _seed_role(
-                connection, "driver", drivers, password_hash
+                session, Role.driver, drivers, password_hash
             )
-            leftover = await connection.fetchval(
-                CLOSE_LEFTOVER_RIDES, [*rider_ids.values(), *driver_ids.values()]
+            leftover = await _close_leftover_rides(
+                session, {*rider_ids.values(), *driver_ids.values()}
             )
     finally:
-        await connection.close()
+        await state.redis.aclose()
+        await engine.dispose()
 
     token_settings = settings.model_copy(update={"access_token_ttl_s": token_ttl_s})
     expires_at = datetime.now(UTC) + timedelta(seconds=token_ttl_s)
@@ -162,7 +169,7 @@ async def seed_load_accounts(
         riders=riders,
         drivers=drivers,
         created=created_riders + created_drivers,
-        leftover_rides_closed=int(leftover),
+        leftover_rides_closed=leftover,
         seconds=time.perf_counter() - started,
         credentials=credentials,
     )

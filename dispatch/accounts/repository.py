@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts.models import Driver, UserAccount
@@ -25,6 +28,27 @@ class AccountRepository:
     async def drivers_online(self) -> int:
         query = select(func.count()).select_from(Driver).where(Driver.is_online)
         return (await self.session.execute(query)).scalar_one()
+
+    async def add_users_if_missing(self, users: Sequence[dict[str, Any]]) -> int:
+        """Bulk insert (a few statements for thousands of rows) of the users whose email is not
+        taken; the number inserted."""
+        if not users:
+            return 0
+        query = (
+            insert(UserAccount)
+            .on_conflict_do_nothing(index_elements=[UserAccount.email])
+            .returning(UserAccount.id)
+        )
+        return len((await self.session.execute(query, list(users))).all())
+
+    async def ids_by_email(self, emails: Sequence[str]) -> dict[str, uuid.UUID]:
+        query = select(UserAccount.email, UserAccount.id).where(UserAccount.email.in_(emails))
+        return {email: user_id for email, user_id in await self.session.execute(query)}
+
+    async def add_drivers_if_missing(self, drivers: Sequence[dict[str, Any]]) -> None:
+        if drivers:
+            query = insert(Driver).on_conflict_do_nothing(index_elements=[Driver.user_id])
+            await self.session.execute(query, list(drivers))
 
     def add(self, item: UserAccount | Driver) -> None:
         self.session.add(item)

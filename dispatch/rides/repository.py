@@ -113,6 +113,14 @@ class RideRepository:
                 update(Offer).where(Offer.id.in_(offer_ids)).values(status=status, responded_at=at)
             )
 
+    async def open_rides_of(self, user_ids: Collection[uuid.UUID]) -> Sequence[Ride]:
+        """Rides not yet ended whose rider or driver is one of these users."""
+        query = select(Ride).where(
+            Ride.status.in_(OPEN_STATUSES),
+            (Ride.rider_id.in_(user_ids)) | (Ride.driver_id.in_(user_ids)),
+        )
+        return (await self.session.execute(query.order_by(Ride.requested_at))).scalars().all()
+
     async def ride_counts(self, region_id: str) -> dict[RideStatus, int]:
         query = (
             select(Ride.status, func.count())

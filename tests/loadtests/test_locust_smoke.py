@@ -119,7 +119,7 @@ def test_seeding_again_cancels_rides_an_earlier_run_left_open(stack: Stack, tmp_
     ride = httpx.post(f"{api}/v1/rider/rides", json=body, headers=headers)
     assert ride.status_code == 201, ride.text
 
-    assert "1 rides an earlier run left open were cancelled" in seed(stack, credentials)
+    assert "1 rides an earlier run left open were closed" in seed(stack, credentials)
     after = httpx.get(f"{api}/v1/rider/rides/{ride.json()['id']}", headers=headers).json()
     assert after["status"] == "cancelled"
     quote = httpx.post(
