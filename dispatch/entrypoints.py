@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from fastapi import FastAPI
 
 from dispatch.app import create_app, default_eta
-from dispatch.core.database import create_engine, create_sessionmaker, transaction
+from dispatch.core.database import transaction
 from dispatch.core.heap import freeze_startup_heap
-from dispatch.core.redis import create_redis
 from dispatch.core.settings import Settings, get_settings
+from dispatch.core.state import ProcessState
 from dispatch.demo import DEMO_PASSWORD, DemoLogin, seed_demo
 from dispatch.dispatcher.worker import dispatch_forever
 from dispatch.metrics import start_dispatcher_metrics
@@ -26,33 +24,20 @@ def api_and_dispatcher() -> FastAPI:
 
 
 async def run_dispatcher(settings: Settings) -> None:
-    engine = create_engine(settings, pool_size=4)
-    state = SimpleNamespace(
-        settings=settings,
-        engine=engine,
-        sessionmaker=create_sessionmaker(engine),
-        redis=create_redis(settings.redis_url),
-    )
+    state = ProcessState.open(settings, pool_size=4)
     start_dispatcher_metrics(
-        state,
-        settings.dispatcher_metrics_host,
-        settings.dispatcher_metrics_port,
-        settings.metrics_token,
+        state, settings.dispatcher_metrics_host, settings.dispatcher_metrics_port
     )
     if settings.gc_freeze:
         freeze_startup_heap()
     try:
         await dispatch_forever(state, settings, default_eta(settings))
     finally:
-        await state.redis.aclose()
-        await engine.dispose()
+        await state.close()
 
 
 async def seed_demo_coop(settings: Settings) -> list[DemoLogin]:
-    engine = create_engine(settings, pool_size=1)
-    state = SimpleNamespace(
-        sessionmaker=create_sessionmaker(engine), redis=create_redis(settings.redis_url)
-    )
+    state = ProcessState.open(settings, pool_size=1)
     try:
         async with transaction(state) as session:
             logins = await seed_demo(session, settings.region, settings.currency)
@@ -60,5 +45,4 @@ async def seed_demo_coop(settings: Settings) -> list[DemoLogin]:
             name, email = await seed_demo_governance(session, settings, drivers, DEMO_PASSWORD)
             return [*logins, DemoLogin("operator", name, email, DEMO_PASSWORD)]
     finally:
-        await state.redis.aclose()
-        await engine.dispose()
+        await state.close()

@@ -6,27 +6,22 @@ import argparse
 import asyncio
 import getpass
 import sys
-from types import SimpleNamespace
 from typing import Any
 
 from dispatch.accounts.service import create_operator
-from dispatch.core.database import create_engine, create_sessionmaker, transaction
-from dispatch.core.redis import create_redis
+from dispatch.core.database import transaction
 from dispatch.core.settings import Settings, get_settings
+from dispatch.core.state import ProcessState
 from governance import audit
 
 
 async def _with_session(settings: Settings, work: Any) -> Any:
-    engine = create_engine(settings, pool_size=1, max_overflow=0)
-    state = SimpleNamespace(
-        sessionmaker=create_sessionmaker(engine), redis=create_redis(settings.redis_url)
-    )
+    state = ProcessState.open(settings, pool_size=1, max_overflow=0)
     try:
         async with transaction(state) as session:
             return await work(session)
     finally:
-        await state.redis.aclose()
-        await engine.dispose()
+        await state.close()
 
 
 def _operator_create(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, event
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from dispatch.core.redis import Redis
 from dispatch.core.settings import Settings
 
 NAMING_CONVENTION = {
@@ -88,16 +89,26 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 AfterCommit = Callable[[], Awaitable[None]]
 
 
+class SessionSource(Protocol):
+    """What a transaction needs: a `ProcessState` (`dispatch/core/state.py`) or the API's app
+    state, which carries the same fields."""
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]: ...
+
+    @property
+    def redis(self) -> Redis: ...
+
+
 def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
     """Run `callback` once this session's transaction has committed (never on rollback)."""
     session.info.setdefault("after_commit", []).append(callback)
 
 
 @asynccontextmanager
-async def transaction(state: Any) -> AsyncIterator[AsyncSession]:
+async def transaction(state: SessionSource) -> AsyncIterator[AsyncSession]:
     """One unit of work: commit on success, then run the after-commit callbacks."""
-    sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
-    async with sessionmaker() as session:
+    async with state.sessionmaker() as session:
         session.info["redis"] = state.redis
         try:
             yield session
