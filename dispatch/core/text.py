@@ -20,12 +20,15 @@ BIDI_CONTROLS = frozenset(
 REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
-def display_text(value: str) -> str:
-    """NFKC with the edges trimmed; ValueError (a 422 in a schema) for what cannot be shown."""
+def display_text(value: str, *, multiline: bool = False) -> str:
+    """NFKC with the edges trimmed; ValueError (a 422 in a schema) for what cannot be shown.
+    `multiline` text (a cancel reason) may keep its line breaks."""
     text = unicodedata.normalize("NFKC", value).strip()
     if not text:
         raise ValueError("must not be blank")
     for char in text:
+        if multiline and char == "\n":
+            continue
         if char in BIDI_CONTROLS:
             raise ValueError(f"must not contain the bidirectional control U+{ord(char):04X}")
         if unicodedata.category(char) in REFUSED_CATEGORIES:
@@ -55,3 +58,7 @@ def lookalike_problem(email: str) -> str | None:
         if confusables.is_dangerous(part):
             return f"{part!r} mixes scripts with look-alike letters"
     return None
+
+
+def multiline_text(value: str) -> str:
+    return display_text(value, multiline=True)

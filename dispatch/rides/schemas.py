@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from dispatch.accounts.schemas import Vehicle
 from dispatch.core.geo import LatLng
+from dispatch.core.text import multiline_text
+
+# A reason is shown to the other side of the ride: no terminal escapes or bidi overrides.
+Reason = Annotated[str, AfterValidator(multiline_text)]
 
 
 class RideRequest(BaseModel):
@@ -19,13 +23,13 @@ class RideRequest(BaseModel):
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Reason | None = Field(default=None, max_length=500)
 
 
 class DriverCancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason = Field(min_length=1, max_length=500)
 
 
 class Fare(BaseModel):

@@ -119,3 +119,16 @@ async def test_login_normalises_the_email_as_registration_does(client: httpx.Asy
     assert (await registered(client, email=f"  Spaced{tag}@Test.coop ")).status_code == 202
     for typed in (f" spaced{tag}@test.coop  ", f"SPACED{tag}@TEST.COOP", f"ｓpaced{tag}@test.coop"):
         assert (await me(client, typed))["email"] == f"spaced{tag}@test.coop", typed
+
+
+async def test_cancel_reasons_refuse_escapes_and_overrides(client: httpx.AsyncClient) -> None:
+    """A reason reaches the other side of the ride: the same class of hole as names."""
+    from tests.reliability.conftest import request_ride
+
+    rider, ride_id = await request_ride(client, 40.758, -73.9855)
+    path = f"/v1/rider/rides/{ride_id}/cancel"
+    for reason in ("\u001b[2Jcleared", "late\u202e", "   "):
+        refused = await client.post(path, json={"reason": reason}, headers=rider.headers)
+        assert refused.status_code == 422, repr(reason)
+    kept = await client.post(path, json={"reason": "  late,\nsorry  "}, headers=rider.headers)
+    assert kept.status_code == 200 and kept.json()["cancel_reason"] == "late,\nsorry"
