@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatch.core.database import create_engine, create_sessionmaker, transaction
@@ -34,8 +33,6 @@ from dispatch.matching.eta import EtaModel, StraightLineEta
 from dispatch.realtime.connection import ConnectionLimiter
 
 log = logging.getLogger(__name__)
-
-DrivingGate = Callable[[AsyncSession, Any], Awaitable[None]]
 
 
 def default_eta(settings: Settings) -> EtaModel:

@@ -18,7 +18,3 @@ def alembic_config() -> Config:
 
 def upgrade(revision: str = "head") -> None:
     command.upgrade(alembic_config(), revision)
-
-
-def make_revision(message: str) -> None:
-    command.revision(alembic_config(), message=message, autogenerate=True)

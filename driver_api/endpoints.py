@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts import service as accounts
-from dispatch.accounts.dependencies import CurrentDriver
+from dispatch.accounts.dependencies import CurrentDriver, SettingsDep
 from dispatch.accounts.repository import AccountRepository
 from dispatch.core.database import SessionDep, transaction
 from dispatch.core.errors import Conflict, CoopError, Forbidden, NotFound, Unauthorized, responses
@@ -187,15 +187,14 @@ async def cancel_ride(
 async def earnings(
     driver: CurrentDriver,
     session: SessionDep,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before: IsoDatetime | None = None,
 ) -> Earnings:
-    return await rides.earnings(session, driver.user_id, limit, before)
+    return await rides.earnings(session, driver.user_id, limit, before, settings.currency)
 
 
 # --- WebSocket -----------------------------------------------------------------------------
-
-FORWARD_POSITION_STATUSES = {"matched", "arrived", "in_progress"}
 
 
 async def _on_open(connection: Connection) -> None:

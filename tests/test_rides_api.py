@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
+from dispatch.app import create_app
 from dispatch.core import clock
+from dispatch.core.settings import Settings
 from tests.conftest import Account, make_account
 
 PICKUP = {"lat": 40.7580, "lng": -73.9855}
@@ -219,3 +221,17 @@ async def test_register_and_login_rules(client: httpx.AsyncClient) -> None:
         "/v1/auth/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
     )
     assert me.json()["email"] == email and "password" not in str(me.json())
+
+
+async def test_empty_earnings_are_in_the_coops_currency(settings: Settings) -> None:
+    """With no ride to read a currency from, the totals carry the co-op's setting (was "USD")."""
+    application = create_app(
+        settings.model_copy(update={"currency": "EUR"}), with_api=True, with_dispatcher=False
+    )
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            driver = await make_account(http, "driver")
+            earnings = await http.get("/v1/driver/earnings", headers=driver.headers)
+    assert earnings.status_code == 200, earnings.text
+    assert earnings.json()["rides"] == [] and earnings.json()["currency"] == "EUR"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
@@ -13,7 +13,7 @@ from dispatch.accounts.service import token_account_current
 from dispatch.core.database import SessionDep
 from dispatch.core.errors import Forbidden, Unauthorized
 from dispatch.core.security import TokenClaims, decode_access_token
-from dispatch.core.settings import Settings, get_settings
+from dispatch.core.settings import Settings
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
@@ -65,8 +65,3 @@ def websocket_token(request_headers: dict[str, str], query: dict[str, str]) -> s
     if scheme.lower() == "bearer" and value:
         return value.strip()
     return query.get("token") or None
-
-
-def claims_from_request(request: Request) -> TokenClaims | None:
-    token = websocket_token(dict(request.headers), dict(request.query_params))
-    return decode_access_token(get_settings(), token) if token else None

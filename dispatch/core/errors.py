@@ -31,11 +31,6 @@ class CoopError(Exception):
             self.code = code
 
 
-class BadRequest(CoopError):
-    status_code = 400
-    code = "bad_request"
-
-
 class Unauthorized(CoopError):
     status_code = 401
     code = "unauthorized"

@@ -39,7 +39,6 @@ class RegionKeys:
         self.prefix = f"coop:{{{region}}}"
         self.drivers_geo = f"{self.prefix}:drivers:geo"
         self.drivers_seen = f"{self.prefix}:drivers:seen"
-        self.dispatch_wakeup = f"{self.prefix}:dispatch:wakeup"
 
     def user_channel(self, user_id: uuid.UUID | str) -> str:
         return f"{self.prefix}:user:{user_id}"

@@ -421,8 +421,13 @@ def offer_view(offer: Offer, ride: Ride) -> OfferRead:
 
 
 async def earnings(
-    session: AsyncSession, driver_id: uuid.UUID, limit: int, before: datetime | None
+    session: AsyncSession,
+    driver_id: uuid.UUID,
+    limit: int,
+    before: datetime | None,
+    currency: str,
 ) -> Earnings:
+    """`currency` (the co-op's setting) labels the totals when no ride is listed."""
     found = await RideRepository(session).rides_of_driver(
         driver_id, [RideStatus.completed], limit, before
     )
@@ -443,5 +448,5 @@ async def earnings(
         total_gross_cents=sum(line.gross_cents for line in lines),
         total_coop_commission_cents=sum(line.coop_commission_cents for line in lines),
         total_net_cents=sum(line.net_cents for line in lines),
-        currency=lines[0].currency if lines else "USD",
+        currency=lines[0].currency if lines else currency,
     )
