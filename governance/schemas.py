@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -16,6 +18,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from dispatch.core.text import display_text
 
 CENTS = Field(default=None, ge=0, le=10_000_000)
 # A rate as written by a person: digits and at most one point; no sign, exponent or spaces.
@@ -58,11 +62,19 @@ class PolicyChanges(BaseModel):
         return self
 
 
+def _paragraphs(value: str) -> str:
+    """Like a name (no controls, bidi overrides or blank), but line breaks stay."""
+    text = unicodedata.normalize("NFKC", value).strip().replace("\r\n", "\n")
+    display_text(text.replace("\n", " ").replace("\t", " "))
+    return text
+
+
 class ProposalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=3, max_length=200)
-    rationale: str = Field(min_length=1, max_length=10_000)
+    # Shown to every member, in the app and in the proposal.opened notice.
+    title: Annotated[str, AfterValidator(display_text)] = Field(min_length=3, max_length=200)
+    rationale: Annotated[str, AfterValidator(_paragraphs)] = Field(min_length=1, max_length=10_000)
     changes: PolicyChanges
     closes_at: AwareDatetime
     opens_at: AwareDatetime | None = None

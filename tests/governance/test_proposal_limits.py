@@ -147,3 +147,30 @@ async def test_impact_preview_hides_a_small_group_of_drivers(
     assert shown["before"]["median_driver_earnings_cents"] > 0
     nobody = await preview(0)  # nothing to protect: zeros, not a secret
     assert nobody["suppressed"] is False and nobody["before"]["rides"] == 0
+
+
+async def test_titles_and_rationales_shown_to_members_are_plain_text(
+    client: httpx.AsyncClient, make_members: MakeMembers
+) -> None:
+    (author,) = await make_members(1)
+    for field, value in (
+        ("title", "\u202eevah uoy tub"),
+        ("title", "\x1b[31mRaise\x1b[0m fares"),
+        ("title", "    "),
+        ("title", "Raise\u0000fares"),
+        ("rationale", "Because \x1b]0;owned\x07"),
+        ("rationale", "fine \u2066hidden\u2069"),
+        ("rationale", " \n\t "),
+    ):
+        refused = await client.post(
+            POST, json=proposal_body(**{field: value}), headers=author.headers
+        )
+        assert refused.status_code == 422, (field, value, refused.text)
+    kept = await client.post(
+        POST,
+        json=proposal_body(title="  Ｒaise the per-km rate ", rationale="Fuel.\nAnd tyres.\n"),
+        headers=author.headers,
+    )
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["title"] == "Raise the per-km rate"
+    assert kept.json()["rationale"] == "Fuel.\nAnd tyres."
