@@ -8,7 +8,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts.models import UserAccount
-from dispatch.rides.models import Ride, RideStatus
 from governance.models import (
     AuditEntry,
     Ballot,
@@ -167,19 +166,6 @@ class GovernanceRepository:
         )
         rows = (await self.session.execute(query)).all()
         return [(row[0], row[1].value, str(row[2])) for row in rows]
-
-    async def completed_rides(
-        self, since: datetime, until: datetime
-    ) -> list[tuple[uuid.UUID, int, int]]:
-        """(driver, distance, duration) of every ride completed in [since, until)."""
-        query = select(Ride.driver_id, Ride.distance_m, Ride.duration_s).where(
-            Ride.status == RideStatus.completed,
-            Ride.ended_at >= since,
-            Ride.ended_at < until,
-            Ride.driver_id.is_not(None),
-        )
-        rows = (await self.session.execute(query)).all()
-        return [(row[0], int(row[1]), int(row[2])) for row in rows if row[0] is not None]
 
     async def lock_audit_log(self, key: int) -> None:
         await self.session.execute(select(func.pg_advisory_xact_lock(key)))

@@ -14,6 +14,7 @@ from dispatch.core.errors import Conflict
 from dispatch.core.settings import Settings
 from dispatch.fares import service as fares
 from dispatch.fares.pricing import FareRules, price
+from dispatch.rides.repository import RideRepository
 from governance.models import Proposal
 from governance.repository import GovernanceRepository
 from governance.schemas import FigureSet, ImpactRead, ProposalRead, TallyRead
@@ -103,7 +104,7 @@ async def impact(session: AsyncSession, settings: Settings, proposal: Proposal) 
         raise Conflict("there is no fare policy to compare with", code="no_fare_policy")
     now = utcnow()
     since = now - IMPACT_WINDOW
-    rides = await GovernanceRepository(session).completed_rides(since, now)
+    rides = await RideRepository(session).completed_trips(since, now)
     drivers = len({r[0] for r in rides})
     # With one driver the totals are that driver's pay; with a few, each can subtract their own.
     if 0 < drivers < settings.governance_min_impact_drivers:

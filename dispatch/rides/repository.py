@@ -138,5 +138,18 @@ class RideRepository:
         )
         return {status: count for status, count in await self.session.execute(query)}
 
+    async def completed_trips(
+        self, since: datetime, until: datetime
+    ) -> list[tuple[uuid.UUID, int, int]]:
+        """(driver, distance, duration) of every ride completed in [since, until)."""
+        query = select(Ride.driver_id, Ride.distance_m, Ride.duration_s).where(
+            Ride.status == RideStatus.completed,
+            Ride.ended_at >= since,
+            Ride.ended_at < until,
+            Ride.driver_id.is_not(None),
+        )
+        rows = (await self.session.execute(query)).all()
+        return [(row[0], int(row[1]), int(row[2])) for row in rows if row[0] is not None]
+
     def add(self, item: Ride | Offer) -> None:
         self.session.add(item)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from governance.repository import GovernanceRepository
+from dispatch.rides.repository import RideRepository
 from governance.tasks import close_due_proposals
 from tests.governance.conftest import MakeMembers, closes_in
 from tests.governance.helpers import open_proposal
@@ -130,10 +130,10 @@ async def test_impact_preview_hides_a_small_group_of_drivers(
     async def preview(drivers: int) -> dict[str, Any]:
         rides = [(uuid.uuid4(), 5_000 + 700 * i, 900 + 60 * i) for i in range(drivers)]
 
-        async def completed_rides(self: Any, since: Any, until: Any) -> list[Any]:
+        async def completed_trips(self: Any, since: Any, until: Any) -> list[Any]:
             return rides
 
-        monkeypatch.setattr(GovernanceRepository, "completed_rides", completed_rides)
+        monkeypatch.setattr(RideRepository, "completed_trips", completed_trips)
         answer = await client.get(url, headers=author.headers)
         assert answer.status_code == 200, answer.text
         return dict(answer.json())
