@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,6 +30,7 @@ from dispatch.fares import service as fares
 from dispatch.fares.areas import ServiceAreaCache, ServiceAreas
 from dispatch.matching.eta import EtaModel, StraightLineEta
 from dispatch.realtime.connection import ConnectionLimiter
+from dispatch.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def default_eta(settings: Settings) -> EtaModel:
     return StraightLineEta(speed_kmh=settings.eta_speed_kmh, circuity=settings.eta_circuity)
 
 
-async def _load_service_areas(state: Any) -> ServiceAreas:
+async def _load_service_areas(state: AppState) -> ServiceAreas:
     async with transaction(state) as session:
         return await fares.service_areas(session)
 
@@ -49,10 +49,11 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
 
+    state = AppState()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         install_log_privacy()
-        state = app.state
         state.settings = settings
         state.engine = create_engine(settings)
         state.sessionmaker = create_sessionmaker(state.engine)
@@ -69,6 +70,7 @@ def create_app(
         )
         state.ws_limiter = ConnectionLimiter()
         state.driving_gate = None
+        state.on_cycle = None
         for hook in app_hooks:
             hook(app)
         await state.event_hub.start()
@@ -99,6 +101,7 @@ def create_app(
         summary="Dispatch for driver-owned ride-hailing co-operatives",
         lifespan=lifespan,
     )
+    app.state = state
     install_error_handlers(app)
     document_auth_errors(app)
     # Outermost last: the body limit runs first, so nothing behind it reads an oversized body.
@@ -154,7 +157,6 @@ def create_app(
 
     @app.get("/readyz", tags=["ops"])
     async def readyz(request: Request) -> JSONResponse:
-        state = request.app.state
         try:
             async with state.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
