@@ -27,17 +27,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts.models import Role
 from dispatch.accounts.repository import AccountRepository
-from dispatch.core.database import create_engine, create_sessionmaker, transaction
-from dispatch.core.redis import create_redis
+from dispatch.core.database import transaction
 from dispatch.core.security import hash_password, issue_access_token
 from dispatch.core.settings import Settings
+from dispatch.core.state import ProcessState
 from dispatch.demo import seed_region_and_policy
 from dispatch.rides import service as rides
 from dispatch.rides.models import RideStatus
@@ -124,12 +123,7 @@ async def seed_load_accounts(
     """Creates (or finds) the load-test accounts and writes their credentials as JSON."""
     started = time.perf_counter()
     password_hash = hash_password(LOAD_PASSWORD)
-    engine = create_engine(settings, pool_size=1)
-    # The unit of work `transaction` expects: its sessions, and Redis to publish events after
-    # the commit.
-    state = SimpleNamespace(
-        sessionmaker=create_sessionmaker(engine), redis=create_redis(settings.redis_url)
-    )
+    state = ProcessState.open(settings, pool_size=1)
     try:
         async with transaction(state) as session:
             # The load test needs the region and a fare policy, as the demo seeds them.
@@ -142,8 +136,7 @@ async def seed_load_accounts(
                 session, {*rider_ids.values(), *driver_ids.values()}
             )
     finally:
-        await state.redis.aclose()
-        await engine.dispose()
+        await state.close()
 
     token_settings = settings.model_copy(update={"access_token_ttl_s": token_ttl_s})
     expires_at = datetime.now(UTC) + timedelta(seconds=token_ttl_s)
