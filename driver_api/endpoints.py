@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -122,15 +123,19 @@ async def get_ride(
     )
 
 
+POSITION_LOOKUP_TIMEOUT_S = 0.5
+
+
 def _completion_check(state: Any) -> rides.CompletionCheck:
     async def locate_driver(ride: Ride) -> tuple[float, float] | None:
         assert ride.driver_id is not None
+        lookup = presence.position_of(state.redis, RegionKeys(ride.region_id), ride.driver_id)
         try:
-            return await presence.position_of(
-                state.redis, RegionKeys(ride.region_id), ride.driver_id
-            )
-        except RedisError:
-            return None  # flagged as unknown: completing never waits on Redis
+            return await asyncio.wait_for(lookup, POSITION_LOOKUP_TIMEOUT_S)
+        except (RedisError, TimeoutError):
+            # Flagged as unknown: a completion holds the ride's row lock, and never waits on
+            # Redis for longer than this.
+            return None
 
     settings: Settings = state.settings
     return rides.CompletionCheck(
