@@ -1,7 +1,7 @@
 """OpenAPI additions: the 401/403 every authenticated operation can return, the 422 an
-`Idempotency-Key` reused with another request gets, and the links between operations (what a
-client does next with an id it was given), which clients and stateful fuzzers (schemathesis)
-follow."""
+`Idempotency-Key` reused with another request gets, the 413 of an oversized body, and the links
+between operations (what a client does next with an id it was given), which clients and
+stateful fuzzers (schemathesis) follow."""
 
 from __future__ import annotations
 
@@ -44,6 +44,25 @@ def document_idempotency_errors(schema: dict[str, Any]) -> None:
             known = [content["schema"]] if "schema" in content else []
             content["schema"] = {"anyOf": [*known, {"$ref": "#/components/schemas/Error"}]}
             schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+
+
+def document_body_limit(schema: dict[str, Any]) -> None:
+    """Every operation with a body may answer 413 `request_too_large` (`http_guards.py`)."""
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation.setdefault("responses", {}).setdefault(
+                    "413",
+                    {
+                        "description": "Request body over COOP_MAX_REQUEST_BODY_BYTES",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                        },
+                    },
+                )
+                schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = (
+                    ERROR_SCHEMA
+                )
 
 
 # (method, path, status) -> [(link name, target method, target path, parameters, request body)]
@@ -138,6 +157,7 @@ def document_auth_errors(app: FastAPI) -> None:
                         for code, body in AUTH_ERRORS.items():
                             responses.setdefault(code, body)
             document_idempotency_errors(schema)
+            document_body_limit(schema)
             add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema

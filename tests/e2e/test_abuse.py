@@ -250,6 +250,10 @@ async def test_oversized_bodies_are_refused_before_they_are_read(apis: tuple[str
     status, _, body = await raw_exchange(apis[0], streamed, [chunk] * 5)
     assert status == 413 and json.loads(body)["error"] == "request_too_large"
 
+    # ...as the OpenAPI document says of every operation with a body.
+    spec = httpx.get(f"{apis[0]}/openapi.json").json()
+    assert "413" in spec["paths"]["/v1/auth/register"]["post"]["responses"]
+
     # Below the limit a body is read as always (here: a 60 KB name, a validation error).
     fits = new_account() | {"name": "n" * 60_000}
     answer = httpx.post(f"{apis[0]}/v1/auth/register", json=fits)
