@@ -28,6 +28,7 @@ from dispatch.rides import service as rides
 from dispatch.rides.models import ACTIVE_STATUSES, Ride, RideStatus
 from dispatch.rides.repository import RideRepository
 from dispatch.rides.schemas import DriverCancelRequest, DriverRideRead, Earnings, OfferRead
+from dispatch.state import AppState, app_state
 
 router = APIRouter(prefix="/v1/driver", tags=["driver"], route_class=IdempotentRoute)
 
@@ -61,7 +62,7 @@ async def _change_status(
 async def set_status(
     body: StatusChange, driver: CurrentDriver, session: SessionDep, request: Request
 ) -> DriverStatus:
-    state = request.app.state
+    state = app_state(request)
     return await _change_status(
         session, state.location_index, driver.user_id, body.status == "online", state.driving_gate
     )
@@ -126,7 +127,7 @@ async def get_ride(
 POSITION_LOOKUP_TIMEOUT_S = 0.5
 
 
-def _completion_check(state: Any) -> rides.CompletionCheck:
+def _completion_check(state: AppState) -> rides.CompletionCheck:
     async def locate_driver(ride: Ride) -> tuple[float, float] | None:
         assert ride.driver_id is not None
         lookup = presence.position_of(state.redis, RegionKeys(ride.region_id), ride.driver_id)
@@ -153,7 +154,7 @@ def _advance_route(target: RideStatus) -> Any:
         request: Request,
         _: IdempotencyDep,
     ) -> DriverRideRead:
-        check = _completion_check(request.app.state) if target is RideStatus.completed else None
+        check = _completion_check(app_state(request)) if target is RideStatus.completed else None
         ride = await rides.advance_by_driver(session, driver.user_id, ride_id, target, check)
         return await rides.driver_view(session, ride)
 
@@ -203,7 +204,7 @@ async def earnings(
 
 
 async def _on_open(connection: Connection) -> None:
-    state = connection.websocket.app.state
+    state = connection.app_state
     async with transaction(state) as session:
         driver = await AccountRepository(session).driver(connection.user_id)
         ride = await RideRepository(session).active_ride_of_driver(connection.user_id)
@@ -235,7 +236,7 @@ def _on_event(connection: Connection, message: dict[str, Any]) -> None:
 
 
 async def _location(connection: Connection, message: dict[str, Any]) -> None:
-    state = connection.websocket.app.state
+    state = connection.app_state
     gate: PositionGate = state.position_gate
     point = await gate.check(connection.member, message.get("lat"), message.get("lng"))
     if isinstance(point, Refusal):
@@ -283,7 +284,7 @@ async def _status(connection: Connection, message: dict[str, Any]) -> None:
     if status not in ("online", "offline"):
         connection.error("bad_message", "status must be online or offline", message)
         return
-    state = connection.websocket.app.state
+    state = connection.app_state
     async with transaction(state) as session:
         result = await _change_status(
             session,
@@ -308,7 +309,7 @@ async def _accept(connection: Connection, message: dict[str, Any]) -> None:
     offer_id = _offer_id(connection, message)
     if offer_id is None:
         return
-    async with transaction(connection.websocket.app.state) as session:
+    async with transaction(connection.app_state) as session:
         ride = await rides.accept_offer(session, connection.user_id, offer_id)
         view = (await rides.driver_view(session, ride)).model_dump(mode="json")
     connection.state["ride"] = (ride.id, ride.rider_id)
@@ -319,7 +320,7 @@ async def _decline(connection: Connection, message: dict[str, Any]) -> None:
     offer_id = _offer_id(connection, message)
     if offer_id is None:
         return
-    async with transaction(connection.websocket.app.state) as session:
+    async with transaction(connection.app_state) as session:
         await rides.decline_offer(session, connection.user_id, offer_id)
     connection.send({"type": "declined", "offer_id": str(offer_id)})
 

@@ -27,6 +27,7 @@ from dispatch.realtime.connection import Connection, serve
 from dispatch.rides import service as rides
 from dispatch.rides.repository import RideRepository
 from dispatch.rides.schemas import CancelRequest, RideRead, RideRequest
+from dispatch.state import app_state
 
 router = APIRouter(prefix="/v1/rider", tags=["rider"], route_class=IdempotentRoute)
 
@@ -50,7 +51,7 @@ async def create_quote(
         Budget("quote:address", address, settings.quotes_per_address_per_minute),
     ]
     await take(redis, budgets, "too many quotes; wait and retry", code="quote_rate_limited")
-    quote = await fares.create_quote(session, settings, request.app.state.eta, rider.user_id, body)
+    quote = await fares.create_quote(session, settings, app_state(request).eta, rider.user_id, body)
     return QuoteRead(
         id=quote.id,
         pickup=LatLng(lat=quote.pickup_lat, lng=quote.pickup_lng),

@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
@@ -24,7 +24,7 @@ from starlette.websockets import WebSocketState
 
 from dispatch.accounts.dependencies import websocket_token
 from dispatch.accounts.service import token_account_current
-from dispatch.core.database import transaction
+from dispatch.core.database import SessionSource, transaction
 from dispatch.core.errors import is_retryable
 from dispatch.core.redis import RegionKeys
 from dispatch.core.security import TokenClaims, decode_access_token
@@ -32,6 +32,9 @@ from dispatch.core.settings import Settings
 from dispatch.events.hub import RESYNC
 from dispatch.events.models import Event
 from dispatch.events.outbox import event_message
+
+if TYPE_CHECKING:
+    from dispatch.state import AppState  # which holds this module's ConnectionLimiter
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +152,11 @@ class Connection:
     def user_id(self) -> uuid.UUID:
         return self.claims.user_id
 
+    @property
+    def app_state(self) -> AppState:
+        state: AppState = self.websocket.app.state
+        return state
+
     def send(self, message: dict[str, Any]) -> None:
         event_id = message.get("event_id")
         if isinstance(event_id, int):
@@ -211,7 +219,7 @@ async def authenticate(websocket: WebSocket, settings: Settings, role: str) -> T
     return claims
 
 
-async def _account_current(app_state: Any, claims: TokenClaims) -> bool:
+async def _account_current(app_state: SessionSource, claims: TokenClaims) -> bool:
     async with transaction(app_state) as session:
         return await token_account_current(session, claims)
 
@@ -229,7 +237,7 @@ async def _refresh(connection: Connection, message: dict[str, Any]) -> None:
     if claims.user_id != connection.user_id or claims.role != connection.claims.role:
         connection.error("invalid_token", "the token is for another account or role", message)
         return
-    if not await _account_current(connection.websocket.app.state, claims):
+    if not await _account_current(connection.app_state, claims):
         await _close(connection, CLOSE_TOKEN, ACCOUNT_GONE)
         return
     if claims.expires_at > connection.claims.expires_at:
@@ -259,8 +267,8 @@ async def serve(
     on_open: Callable[[Connection], Awaitable[None]] | None = None,
     on_event: Callable[[Connection, dict[str, Any]], None] | None = None,
 ) -> None:
-    app_state = websocket.app.state
-    settings: Settings = app_state.settings
+    app_state: AppState = websocket.app.state
+    settings = app_state.settings
     if not origin_allowed(websocket, settings):
         await websocket.accept()
         await websocket.close(code=CLOSE_POLICY, reason="origin not allowed")
@@ -268,7 +276,7 @@ async def serve(
     claims = await authenticate(websocket, settings, role)
     if claims is None:
         return
-    limiter: ConnectionLimiter = app_state.ws_limiter
+    limiter = app_state.ws_limiter
     connection = Connection(websocket, claims, settings)
     channel = RegionKeys(settings.region).user_channel(claims.user_id)
     try:
@@ -331,7 +339,7 @@ def _after_param(websocket: WebSocket) -> int | None:
 
 
 async def _replay(
-    app_state: Any, connection: Connection, after: int, since: datetime | None = None
+    app_state: SessionSource, connection: Connection, after: int, since: datetime | None = None
 ) -> None:
     async with transaction(app_state) as session:
         query = (
@@ -357,9 +365,7 @@ async def _pump_live(
             # Redis was away and live messages were lost: send what the log has that we did not.
             since = datetime.fromisoformat(str(message["since"]))
             with contextlib.suppress(Exception):
-                await _replay(
-                    connection.websocket.app.state, connection, connection.last_event_id, since
-                )
+                await _replay(connection.app_state, connection, connection.last_event_id, since)
             continue
         if on_event is not None:
             on_event(connection, message)
