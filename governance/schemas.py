@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from dispatch.core.params import AwareIsoDatetime
 from dispatch.core.text import display_text
 
 CENTS = Field(default=None, ge=0, le=10_000_000)
@@ -76,9 +76,10 @@ class ProposalCreate(BaseModel):
     title: Annotated[str, AfterValidator(display_text)] = Field(min_length=3, max_length=200)
     rationale: Annotated[str, AfterValidator(_paragraphs)] = Field(min_length=1, max_length=10_000)
     changes: PolicyChanges
-    closes_at: AwareDatetime
-    opens_at: AwareDatetime | None = None
-    effective_at: AwareDatetime | None = None
+    # ISO 8601 with a timezone; a number is not taken as a Unix timestamp.
+    closes_at: AwareIsoDatetime
+    opens_at: AwareIsoDatetime | None = None
+    effective_at: AwareIsoDatetime | None = None
 
 
 class VoteCreate(BaseModel):

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import AwareDatetime, BeforeValidator
 
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -22,3 +22,5 @@ def _iso_8601_only(value: object) -> object:
 
 
 IsoDatetime = Annotated[datetime, BeforeValidator(_iso_8601_only)]
+# The same for JSON bodies whose times must carry their timezone.
+AwareIsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -174,3 +174,24 @@ async def test_titles_and_rationales_shown_to_members_are_plain_text(
     assert kept.status_code == 201, kept.text
     assert kept.json()["title"] == "Raise the per-km rate"
     assert kept.json()["rationale"] == "Fuel.\nAnd tyres."
+
+
+async def test_proposal_times_are_iso_8601_not_unix_timestamps(
+    client: httpx.AsyncClient, make_members: MakeMembers
+) -> None:
+    """The docs say date-times with a timezone; pydantic would also read a number (or a string
+    of digits) as a Unix timestamp, which is how the query cursors were fixed before."""
+    (author,) = await make_members(1)
+    in_two_days = int((datetime.now(UTC) + timedelta(days=2)).timestamp())
+    for field, value in (
+        ("closes_at", in_two_days),
+        ("closes_at", float(in_two_days)),
+        ("closes_at", str(in_two_days)),
+        ("effective_at", in_two_days + DAY),
+        ("opens_at", in_two_days - DAY),
+    ):
+        refused = await client.post(
+            POST, json=proposal_body(**{field: value}), headers=author.headers
+        )
+        assert refused.status_code == 422, (field, value, refused.text)
+        assert refused.json()["error"] == "validation_error"
