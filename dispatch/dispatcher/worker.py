@@ -35,13 +35,21 @@ async def dispatch_forever(state: Any, settings: Settings, eta: EtaModel) -> Non
                 regions = await region_ids(state)
                 regions_loaded = started
                 await purge_expired_keys(state, settings.idempotency_key_ttl_s)
-            for region in regions:
-                report = await run_cycle(state, region, settings, eta)
-                observe(state, report)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("dispatch cycle failed; retrying next interval")
+            log.exception("could not list the regions; retrying next interval")
+        for region in regions:
+            # Each region on its own: one region's failing batch once stopped every region
+            # listed after it, every interval.
+            try:
+                report = await run_cycle(state, region, settings, eta)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatch cycle failed for region %s; retrying next interval", region)
+                continue
+            observe(state, report)
         await governance_tick(state)  # opens and closes due proposals; never raises
         elapsed = time.monotonic() - started
         await asyncio.sleep(max(0.05, settings.batch_interval_s - elapsed))
