@@ -9,8 +9,8 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from dispatch.core.params import AwareIsoDatetime
-from dispatch.core.text import display_text
+from dispatch.core.text import DisplayText, display_text, normalised_before_limits
 
 CENTS = Field(default=None, ge=0, le=10_000_000)
 # A rate as written by a person: digits and at most one point; no sign, exponent or spaces.
@@ -69,12 +69,17 @@ def _paragraphs(value: str) -> str:
     return text
 
 
+Paragraphs = Annotated[str, BeforeValidator(normalised_before_limits(_paragraphs))]
+
+
 class ProposalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Shown to every member, in the app and in the proposal.opened notice.
-    title: Annotated[str, AfterValidator(display_text)] = Field(min_length=3, max_length=200)
-    rationale: Annotated[str, AfterValidator(_paragraphs)] = Field(min_length=1, max_length=10_000)
+    title: DisplayText = Field(min_length=3, max_length=200)
+    rationale: Annotated[str, BeforeValidator(normalised_before_limits(_paragraphs))] = Field(
+        min_length=1, max_length=10_000
+    )
     changes: PolicyChanges
     # ISO 8601 with a timezone; a number is not taken as a Unix timestamp.
     closes_at: AwareIsoDatetime

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
-from dispatch.core.text import canonical_email, display_text, lookalike_problem
+from dispatch.core.text import DisplayText, canonical_email, lookalike_problem
 
 
 def _plain_email(value: str) -> str:
@@ -19,8 +19,6 @@ def _canonical_before_parsing(value: object) -> object:
     return canonical_email(value) if isinstance(value, str) else value
 
 
-# Names and vehicle words are shown to other people: NFKC, no controls or bidi overrides.
-DisplayText = Annotated[str, AfterValidator(display_text)]
 Email = Annotated[
     EmailStr, BeforeValidator(_canonical_before_parsing), AfterValidator(_plain_email)
 ]

@@ -8,8 +8,11 @@ driver's screen), bidirectional overrides (`\u202e` turns a name around) and bla
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
+from typing import Annotated
 
 from confusable_homoglyphs import confusables
+from pydantic import BeforeValidator
 
 # Bidirectional embeddings, overrides, isolates and marks (Unicode's Bidi_Control), which make
 # text display in another order than it reads.
@@ -62,3 +65,17 @@ def lookalike_problem(email: str) -> str | None:
 
 def multiline_text(value: str) -> str:
     return display_text(value, multiline=True)
+
+
+def normalised_before_limits(normalise: Callable[[str], str]) -> Callable[[object], object]:
+    # Before, not after, the field's length limits: NFKC can make text 18 times longer (U+FDFA),
+    # and a limit checked on the raw text let the database refuse the row instead (a 500).
+    def validate(value: object) -> object:
+        return normalise(value) if isinstance(value, str) else value
+
+    return validate
+
+
+# Schema types: normalised, then held to the field's min_length/max_length.
+DisplayText = Annotated[str, BeforeValidator(normalised_before_limits(display_text))]
+MultilineText = Annotated[str, BeforeValidator(normalised_before_limits(multiline_text))]

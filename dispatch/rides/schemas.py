@@ -2,16 +2,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.accounts.schemas import Vehicle
 from dispatch.core.geo import LatLng
-from dispatch.core.text import multiline_text
+from dispatch.core.text import MultilineText
 
 # A reason is shown to the other side of the ride: no terminal escapes or bidi overrides.
-Reason = Annotated[str, AfterValidator(multiline_text)]
+Reason = MultilineText
 
 
 class RideRequest(BaseModel):

@@ -158,6 +158,7 @@ async def test_titles_and_rationales_shown_to_members_are_plain_text(
         ("title", "\x1b[31mRaise\x1b[0m fares"),
         ("title", "    "),
         ("title", "Raise\u0000fares"),
+        ("title", "\ufdfa" * 200),  # 3,600 characters once NFKC has expanded it
         ("rationale", "Because \x1b]0;owned\x07"),
         ("rationale", "fine \u2066hidden\u2069"),
         ("rationale", " \n\t "),

@@ -132,3 +132,18 @@ async def test_cancel_reasons_refuse_escapes_and_overrides(client: httpx.AsyncCl
         assert refused.status_code == 422, repr(reason)
     kept = await client.post(path, json={"reason": "  late,\nsorry  "}, headers=rider.headers)
     assert kept.status_code == 200 and kept.json()["cancel_reason"] == "late,\nsorry"
+
+
+async def test_limits_hold_after_normalisation(client: httpx.AsyncClient) -> None:
+    """NFKC turns U+FDFA into 18 characters: a length checked before it let the database refuse
+    the row (a 500 on a new email, a 202 on a taken one: who has an account, in one request)."""
+    expands = "\ufdfa"
+    vehicle = {"make": expands * 60, "model": "Prius", "color": "green", "plate": "T1"}
+    for fields in ({"name": expands * 120}, {"role": "driver", "vehicle": vehicle}):
+        refused = await registered(client, **fields)
+        assert refused.status_code == 422, fields
+        assert refused.json()["error"] == "validation_error"
+    # Within the limit once expanded: kept, expanded.
+    email = f"nfkc-long-{uuid.uuid4().hex[:8]}@test.coop"
+    assert (await registered(client, email=email, name=expands * 6)).status_code == 202
+    assert len((await me(client, email))["name"]) == 18 * 6
