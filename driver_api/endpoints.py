@@ -256,6 +256,7 @@ async def _location(connection: Connection, message: dict[str, Any]) -> None:
     if ride is not None and ride[1] is not None:
         await publish_ephemeral(
             state.redis,
+            state.settings.region,
             ride[1],
             {"type": "driver.location", "ride_id": str(ride[0]), "lat": point[0], "lng": point[1]},
         )

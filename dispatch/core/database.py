@@ -99,6 +99,9 @@ class SessionSource(Protocol):
     @property
     def redis(self) -> Redis: ...
 
+    @property
+    def settings(self) -> Settings: ...
+
 
 def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
     """Run `callback` once this session's transaction has committed (never on rollback)."""
@@ -110,6 +113,7 @@ async def transaction(state: SessionSource) -> AsyncIterator[AsyncSession]:
     """One unit of work: commit on success, then run the after-commit callbacks."""
     async with state.sessionmaker() as session:
         session.info["redis"] = state.redis
+        session.info["region"] = state.settings.region  # where its events are published
         try:
             yield session
         except BaseException:

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.core.database import after_commit
 from dispatch.core.redis import Redis, RegionKeys
-from dispatch.core.settings import get_settings
 from dispatch.events.models import Event
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ def event_message(event: Event) -> dict[str, Any]:
 async def publish_pending(session: AsyncSession) -> None:
     events: list[Event] = session.info.pop(PENDING, [])
     redis: Redis = session.info["redis"]
-    keys = RegionKeys(get_settings().region)
+    keys = RegionKeys(session.info["region"])
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for event in events:
@@ -59,7 +58,8 @@ async def publish_pending(session: AsyncSession) -> None:
         log.warning("could not publish %d events; clients will replay them", len(events))
 
 
-async def publish_ephemeral(redis: Redis, user_id: uuid.UUID, message: dict[str, Any]) -> None:
+async def publish_ephemeral(
+    redis: Redis, region: str, user_id: uuid.UUID, message: dict[str, Any]
+) -> None:
     """Live-only messages (a driver's position): not worth a row, fine to miss."""
-    keys = RegionKeys(get_settings().region)
-    await redis.publish(keys.user_channel(user_id), json.dumps(message))
+    await redis.publish(RegionKeys(region).user_channel(user_id), json.dumps(message))
