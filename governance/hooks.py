@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Any
 
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch.core.settings import Settings
 from governance.membership import driving_gate
 
 
 def install(app: FastAPI) -> None:
-    # Checks COOP_REQUIRE_MEMBERSHIP_TO_DRIVE on every call, so it can be turned on at any time.
-    app.state.driving_gate = driving_gate
+    # The app's own settings, read on every call (a test may turn the bylaw on at any time).
+    settings: Settings = app.state.settings
+
+    async def gate(session: AsyncSession, driver_id: Any) -> None:
+        await driving_gate(session, driver_id, settings)
+
+    app.state.driving_gate = gate

@@ -14,7 +14,7 @@ from dispatch.accounts.repository import AccountRepository
 from dispatch.core.clock import utcnow
 from dispatch.core.errors import Conflict, Forbidden, NotFound
 from dispatch.core.security import TokenClaims
-from dispatch.core.settings import get_settings
+from dispatch.core.settings import Settings
 from governance import audit
 from governance.models import Member, MemberStatus
 from governance.repository import GovernanceRepository
@@ -109,8 +109,8 @@ async def require_viewer(session: AsyncSession, claims: TokenClaims) -> uuid.UUI
     return claims.user_id
 
 
-async def driving_gate(session: AsyncSession, driver_id: Any) -> None:
-    if get_settings().require_membership_to_drive:
+async def driving_gate(session: AsyncSession, driver_id: Any, settings: Settings) -> None:
+    if settings.require_membership_to_drive:
         member = await GovernanceRepository(session).member(driver_id)
         if member is None or member.status is not MemberStatus.active:
             raise Forbidden("only active members of the co-op may drive", code="not_a_member")

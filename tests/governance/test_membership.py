@@ -5,6 +5,7 @@ from typing import Any
 import httpx
 import pytest
 
+from dispatch.app import create_app
 from dispatch.core.settings import Settings
 from tests.conftest import Account, make_account
 from tests.governance.conftest import MakeMembers
@@ -87,6 +88,21 @@ async def test_driving_waits_for_membership_only_when_the_bylaw_says_so(
     assert allowed.status_code == 200
     for account in (outsider, member):
         await client.post("/v1/driver/status", json={"status": "offline"}, headers=account.headers)
+
+
+async def test_the_driving_bylaw_is_read_from_the_app_s_settings(settings: Settings) -> None:
+    """An app created with the bylaw on (create_app(settings)) once read the global settings."""
+    strict = settings.model_copy(update={"require_membership_to_drive": True})
+    assert not settings.require_membership_to_drive
+    application = create_app(strict, with_api=True, with_dispatcher=False)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            outsider = await make_account(http, "driver")
+            refused = await http.post(
+                "/v1/driver/status", json={"status": "online"}, headers=outsider.headers
+            )
+    assert refused.status_code == 403 and refused.json()["error"] == "not_a_member"
 
 
 async def test_cli_creates_an_operator(app: Any, capsys: pytest.CaptureFixture[str]) -> None:
