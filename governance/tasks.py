@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any
 
 from dispatch.core.clock import utcnow
-from dispatch.core.database import transaction
+from dispatch.core.database import SessionSource, transaction
 from governance.models import ProposalStatus
 from governance.proposals import close_proposal, open_proposal
 from governance.repository import GovernanceRepository
@@ -17,7 +16,7 @@ log = logging.getLogger(__name__)
 BATCH = 50
 
 
-async def open_due_proposals(state: Any) -> list[uuid.UUID]:
+async def open_due_proposals(state: SessionSource) -> list[uuid.UUID]:
     async with transaction(state) as session:
         due = await GovernanceRepository(session).due_to_open(utcnow(), BATCH)
     opened = []
@@ -39,7 +38,7 @@ async def open_due_proposals(state: Any) -> list[uuid.UUID]:
     return opened
 
 
-async def close_due_proposals(state: Any) -> list[uuid.UUID]:
+async def close_due_proposals(state: SessionSource) -> list[uuid.UUID]:
     """Close every proposal whose window has ended, one transaction each, oldest first."""
     async with transaction(state) as session:
         due = await GovernanceRepository(session).due_to_close(utcnow(), BATCH)
@@ -60,7 +59,7 @@ async def close_due_proposals(state: Any) -> list[uuid.UUID]:
     return closed
 
 
-async def governance_tick(state: Any) -> None:
+async def governance_tick(state: SessionSource) -> None:
     try:
         await open_due_proposals(state)
         await close_due_proposals(state)

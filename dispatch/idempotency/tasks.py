@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from dispatch.core.clock import utcnow
-from dispatch.core.database import transaction
+from dispatch.core.database import SessionSource, transaction
 from dispatch.idempotency.repository import IdempotencyRepository
 
 log = logging.getLogger(__name__)
 
 
-async def purge_expired_keys(state: Any, ttl_s: float) -> int:
+async def purge_expired_keys(state: SessionSource, ttl_s: float) -> int:
     """Delete keys older than `ttl_s`; never raises (the dispatcher loop calls it)."""
     try:
         async with transaction(state) as session:
