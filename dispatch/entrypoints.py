@@ -26,7 +26,10 @@ def api_and_dispatcher() -> FastAPI:
 async def run_dispatcher(settings: Settings) -> None:
     state = ProcessState.open(settings, pool_size=4)
     start_dispatcher_metrics(
-        state, settings.dispatcher_metrics_host, settings.dispatcher_metrics_port
+        state,
+        settings.dispatcher_metrics_host,
+        settings.dispatcher_metrics_port,
+        settings.metrics_token,
     )
     if settings.gc_freeze:
         freeze_startup_heap()
