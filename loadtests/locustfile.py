@@ -21,8 +21,8 @@ from locust.event import EventHook
 from locust.runners import MasterRunner
 
 from loadtests import kpi, report, thresholds
-from loadtests.demand import DEFAULT_TRIPS, DemandFeed
 from loadtests.seeding import DEFAULT_CREDENTIALS
+from loadtests.trip_feed import DEFAULT_TRIPS, DemandFeed
 from loadtests.users import DriverUser, RiderUser, Shared
 
 __all__ = ["DriverUser", "RiderUser"]

@@ -20,7 +20,7 @@ from locust import FastHttpUser, constant, task
 from locust.exception import StopUser
 
 from loadtests import kpi
-from loadtests.demand import DemandFeed, between, step_towards
+from loadtests.trip_feed import DemandFeed, between, step_towards
 from loadtests.ws import Closed, Socket
 
 CRUISE_SPEED_MS = 7.0  # ~25 km/h while idle
