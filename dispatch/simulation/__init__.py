@@ -1,5 +1,5 @@
 """Fleet simulator: replay real demand through the production matching code in simulated time."""
 
-from dispatch.simulation.cli import add_simulate_command, run_simulate
+from dispatch.simulation.command import add_simulate_command, run_simulate
 
 __all__ = ["add_simulate_command", "run_simulate"]

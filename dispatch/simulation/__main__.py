@@ -1,3 +1,3 @@
-from dispatch.simulation.cli import main
+from dispatch.simulation.command import main
 
 raise SystemExit(main())

@@ -29,9 +29,9 @@ from dispatch.core.settings import get_settings
 from dispatch.matching.eta import EtaModel, StraightLineEta
 from dispatch.matching.road_graph import RoadGraphEta
 from dispatch.simulation import batch_cycle
-from dispatch.simulation.cli import Scenario, build_scenario, policy_named
 from dispatch.simulation.engine import simulate
 from dispatch.simulation.metrics import summarize
+from dispatch.simulation.scenario import Scenario, build_scenario, policy_named
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO / ".." / "shared" / "data"

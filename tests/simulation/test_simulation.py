@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dispatch.matching import StraightLineEta
-from dispatch.simulation.cli import build_scenario, main, run_policy
+from dispatch.simulation.command import main
 from dispatch.simulation.demand import Demand, TripShapes, load_demand
 from dispatch.simulation.engine import (
     BATCHED,
@@ -19,6 +19,7 @@ from dispatch.simulation.engine import (
     simulate,
 )
 from dispatch.simulation.metrics import gini, lowest_decile_share
+from dispatch.simulation.scenario import build_scenario, run_policy
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 TAXI = DATA / "nyc_yellow_taxi_2013-01-01_debs2015_sample.csv"
