@@ -39,6 +39,7 @@ from dispatch.core.redis import RegionKeys
 from dispatch.dispatcher.cycle import CycleReport
 from dispatch.dispatcher.plausibility import Refusal
 from dispatch.rides.repository import RideRepository
+from dispatch.state import AppState, app_state, app_state_of
 
 log = logging.getLogger(__name__)
 
@@ -153,28 +154,24 @@ class _SnapshotCollector(Collector):
 class _ProcessCollector(Collector):
     """Gauges read from the app state on every scrape."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: AppState) -> None:
         self.state = state
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        limiter = getattr(self.state, "ws_limiter", None)
-        if limiter is not None:
-            yield GaugeMetricFamily(
-                "coop_websocket_connections",
-                "Open WebSocket connections on this process",
-                value=limiter.total(),
-            )
-        index = getattr(self.state, "location_index", None)
-        if index is not None:
-            yield GaugeMetricFamily(
-                "coop_location_updates_pending",
-                "Positions waiting for the next GEOADD flush",
-                value=len(index._pending),
-            )
+        yield GaugeMetricFamily(
+            "coop_websocket_connections",
+            "Open WebSocket connections on this process",
+            value=self.state.ws_limiter.total(),
+        )
+        yield GaugeMetricFamily(
+            "coop_location_updates_pending",
+            "Positions waiting for the next GEOADD flush",
+            value=len(self.state.location_index._pending),
+        )
 
 
 class ApiMetrics:
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: AppState) -> None:
         self.state = state
         self.registry = CollectorRegistry()
         self.location_updates = Counter(
@@ -204,19 +201,14 @@ class ApiMetrics:
 
     async def refresh(self) -> None:
         state = self.state
-        index = getattr(state, "location_index", None)
-        if index is not None:
-            # Counted by the index, per position, and carried over here at scrape time.
-            self.location_updates.inc(index.updates_received - self.received_last)
-            self.received_last = index.updates_received
-            self.location_indexed.inc(index.updates_indexed - self.indexed_last)
-            self.indexed_last = index.updates_indexed
-        gate = getattr(state, "position_gate", None)
-        refused: dict[str, int] = {}
-        if gate is not None:
-            refused.update({str(reason): count for reason, count in gate.refused.items()})
-        if index is not None:
-            refused["index_refused"] = index.updates_refused
+        index = state.location_index
+        # Counted by the index, per position, and carried over here at scrape time.
+        self.location_updates.inc(index.updates_received - self.received_last)
+        self.received_last = index.updates_received
+        self.location_indexed.inc(index.updates_indexed - self.indexed_last)
+        self.indexed_last = index.updates_indexed
+        refused = {str(reason): count for reason, count in state.position_gate.refused.items()}
+        refused["index_refused"] = index.updates_refused
         for reason, count in refused.items():
             self.location_refused.labels(reason).inc(count - self.refused_last.get(reason, 0))
         self.refused_last = refused
@@ -254,7 +246,7 @@ class ApiMetrics:
 
 def install_api_metrics(app: FastAPI) -> None:
     """An `app_hooks` hook: counters on the app state and a `/metrics` route."""
-    state = app.state
+    state = app_state_of(app)
     metrics = ApiMetrics(state)
     state.metrics = metrics
     # In `serve` mode the dispatcher loop runs in this process and reports here too.
@@ -263,10 +255,11 @@ def install_api_metrics(app: FastAPI) -> None:
         return
 
     async def prometheus_metrics(request: Request) -> Response:
-        check_metrics_token(request.app.state.settings.metrics_token, request.headers)
-        current: ApiMetrics = request.app.state.metrics
-        await current.refresh()
-        return Response(generate_latest(current.registry), media_type=CONTENT_TYPE_LATEST)
+        current = app_state(request)
+        check_metrics_token(current.settings.metrics_token, request.headers)
+        metrics = current.metrics
+        await metrics.refresh()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route(
         "/metrics", prometheus_metrics, methods=["GET"], tags=["ops"], include_in_schema=False

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.requests import HTTPConnection
 
@@ -47,9 +48,14 @@ class AppState(State):
     on_cycle: Callable[[CycleReport], None] | None
 
 
-def app_state(connection: HTTPConnection) -> AppState:
-    state: AppState = connection.app.state
+def app_state_of(app: Starlette) -> AppState:
+    state = app.state
+    assert isinstance(state, AppState), "create_app builds the app's state"
     return state
+
+
+def app_state(connection: HTTPConnection) -> AppState:
+    return app_state_of(connection.app)
 
 
 AppStateDep = Annotated[AppState, Depends(app_state)]
