@@ -11,7 +11,7 @@ from dispatch.accounts.models import Driver, Role, UserAccount
 from dispatch.accounts.repository import AccountRepository
 from dispatch.accounts.schemas import RegisterRequest, UserRead, Vehicle
 from dispatch.core.errors import Conflict, Unauthorized, Unprocessable
-from dispatch.core.rate_limit import Budget, refuse_if_spent, spend
+from dispatch.core.rate_limit import Budget, claim, give_back
 from dispatch.core.redis import Redis
 from dispatch.core.security import TokenClaims, hash_password, verify_password
 from dispatch.core.settings import Settings
@@ -135,15 +135,15 @@ async def authenticate(
     address: str,
 ) -> UserAccount:
     budgets = login_budgets(settings, email, address)
-    await refuse_if_spent(
-        redis, budgets, "too many failed logins; wait and retry", code="login_rate_limited"
-    )
+    # Counted before the password is checked, so simultaneous guesses cannot all pass the check
+    # before any of them is counted; a right password hands its attempt back.
+    await claim(redis, budgets, "too many failed logins; wait and retry", code="login_rate_limited")
     user = await AccountRepository(session).by_email(canonical_email(email))
     if user is None:
         verify_password(_DUMMY_HASH, password)
     if user is None or not verify_password(user.password_hash, password):
-        await spend(redis, budgets)
         raise Unauthorized("wrong email or password", code="bad_credentials")
+    await give_back(redis, budgets)
     return user
 
 

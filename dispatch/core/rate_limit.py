@@ -30,26 +30,53 @@ class Budget:
         return f"coop:{{limits}}:{self.purpose}:{digest}"
 
 
-async def refuse_if_spent(redis: Redis, budgets: Sequence[Budget], message: str, code: str) -> None:
-    """Refuse (429 with Retry-After) when any budget is used up; counts nothing."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for budget in budgets:
-            pipe.get(budget.key)
-            pipe.ttl(budget.key)
-        answers = await pipe.execute()
-    used = [int(answers[2 * i] or 0) for i in range(len(budgets))]
-    ttls = [int(answers[2 * i + 1]) for i in range(len(budgets))]
-    _refuse(
-        budgets, [u >= b.limit for u, b in zip(used, budgets, strict=True)], ttls, message, code
-    )
+# Every budget checked and, only if none is spent, every one counted: in one step, so a burst of
+# simultaneous requests cannot all read "not spent yet" before any of them counts. A refused
+# request counts nothing (a stranger refused for their own budget uses none of the account's).
+# Answers, per key, 1 if it is spent (else 0) and its TTL.
+_CLAIM = """
+local answer = {}
+local spent = false
+for i, key in ipairs(KEYS) do
+    local over = tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[2 * i - 1])
+    spent = spent or over
+    answer[2 * i - 1] = over and 1 or 0
+    answer[2 * i] = redis.call('TTL', key)
+end
+if not spent then
+    for i, key in ipairs(KEYS) do
+        redis.call('INCR', key)
+        redis.call('EXPIRE', key, ARGV[2 * i], 'NX')
+    end
+end
+return answer
+"""
+
+# A counted attempt handed back: never below zero, never a key without its expiry.
+_GIVE_BACK = """
+for _, key in ipairs(KEYS) do
+    if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+end
+return 0
+"""
 
 
-async def spend(redis: Redis, budgets: Sequence[Budget]) -> None:
-    async with redis.pipeline(transaction=True) as pipe:
-        for budget in budgets:
-            pipe.incr(budget.key)
-            pipe.expire(budget.key, budget.window_s, nx=True)
-        await pipe.execute()
+async def claim(redis: Redis, budgets: Sequence[Budget], message: str, code: str) -> None:
+    """Count this attempt against every budget, or refuse it (429 with Retry-After) without
+    counting when any budget is used up. Atomic: see `_CLAIM`."""
+    args: list[int] = []
+    for budget in budgets:
+        args += [budget.limit, budget.window_s]
+    keys = [budget.key for budget in budgets]
+    answer = await redis.eval(_CLAIM, len(keys), *keys, *args)
+    over = [bool(answer[2 * i]) for i in range(len(budgets))]
+    ttls = [int(answer[2 * i + 1]) for i in range(len(budgets))]
+    _refuse(budgets, over, ttls, message, code)
+
+
+async def give_back(redis: Redis, budgets: Sequence[Budget]) -> None:
+    """Uncount an attempt `claim` counted (a login that turned out right)."""
+    await redis.eval(_GIVE_BACK, len(budgets), *(b.key for b in budgets))
 
 
 async def take(redis: Redis, budgets: Sequence[Budget], message: str, code: str) -> None:

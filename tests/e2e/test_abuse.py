@@ -142,6 +142,27 @@ async def test_strangers_wrong_passwords_do_not_lock_the_owner_out(strict_api: s
         assert ceiling.status_code == 429 and "Retry-After" in ceiling.headers
 
 
+async def test_a_burst_of_guesses_gets_no_more_tries_than_the_limit(strict_api: str) -> None:
+    """Guesses sent all at once: each was checked against the count before any was counted, so
+    every one of a burst got its 401 (found in review of issue 18.7's limit)."""
+    email, _ = await signed_up(strict_api, "127.0.0.21")
+    async with from_address(strict_api, "127.0.0.22") as attacker:
+        answers = await asyncio.gather(
+            *(
+                attacker.post(
+                    "/v1/auth/token", data={"username": email, "password": f"burst-{i}-wrong"}
+                )
+                for i in range(40)
+            )
+        )
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == {401: 10, 429: 30}, statuses
+    # Refused guesses counted nothing against the account: its owner still gets in.
+    async with from_address(strict_api, "127.0.0.23") as owner:
+        token = await owner.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
+        assert token.status_code == 200
+
+
 async def test_registration_is_rate_limited_per_address_and_per_email(strict_api: str) -> None:
     """Issue 18.6: 60 accounts in 1.6 s from one client."""
     async with (
