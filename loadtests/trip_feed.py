@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from dispatch.simulation.datasets import DATA_DIR, TAXI_FILE
 from dispatch.simulation.demand import load_demand
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TRIPS = ROOT.parent / "shared" / "data" / "nyc_yellow_taxi_2013-01-01_debs2015_sample.csv"
+DEFAULT_TRIPS = DATA_DIR / TAXI_FILE
 # The service area of the demo co-op (pickups outside it are refused by the API).
 SERVICE_BOX = (40.48, 40.92, -74.26, -73.70)
 # A trip due this long ago with no rider free to take it is counted as dropped demand.

@@ -25,7 +25,6 @@ TEST_REDIS_URL = REDIS_BASE + "/" + os.environ.get("COOP_TEST_REDIS_DB", "1")
 TEST_JWT_SECRET = "test-only-secret-that-is-long-enough-0123456789"
 TEST_METRICS_TOKEN = "test-only-metrics-token-0123456789"
 METRICS_HEADERS = {"Authorization": f"Bearer {TEST_METRICS_TOKEN}"}
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Every process the tests start (and get_settings() here) sees the test database and fast timings.
 os.environ.update(
@@ -50,6 +49,7 @@ os.environ.update(
 
 from dispatch.app import create_app  # noqa: E402
 from dispatch.core.settings import Settings, get_settings  # noqa: E402
+from dispatch.simulation.datasets import DATA_DIR  # noqa: E402
 
 PASSWORD = "correct-horse-battery"
 

@@ -29,16 +29,13 @@ from dispatch.core.settings import get_settings
 from dispatch.matching.eta import EtaModel, StraightLineEta
 from dispatch.matching.road_graph import RoadGraphEta
 from dispatch.simulation import batch_cycle
+from dispatch.simulation.datasets import DATA_DIR, ROAD_GRAPH_DIR, TAXI_FILE, UBER_FILE
 from dispatch.simulation.engine import simulate
 from dispatch.simulation.metrics import summarize
 from dispatch.simulation.scenario import Scenario, build_scenario, policy_named
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO / ".." / "shared" / "data"
 DEFAULT_OUT = REPO / "docs" / "benchmarks"
-TAXI_FILE = "nyc_yellow_taxi_2013-01-01_debs2015_sample.csv"
-UBER_FILE = "nyc_uber_pickups_2014-04-01_to_04-12_B02512_B02598.csv"
-ROAD_GRAPH_DIR = "manhattan_road_graph"
 SURPLUS = "uber-day-more-seeds"
 
 GREEDY_POLICIES = ("greedy-oldest", "greedy-nearest")
@@ -396,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m dispatch.simulation.bench", description=__doc__
     )
     parser.add_argument("--quick", action="store_true", help="a few minutes, two seeds")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--skip-cycle", action="store_true", help="simulations only")

@@ -1,14 +1,13 @@
 """Road-graph ETAs on the real Manhattan graph."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from dispatch.matching import StraightLineEta
 from dispatch.matching.road_graph import RoadGraphEta
+from dispatch.simulation.datasets import DATA_DIR, ROAD_GRAPH_DIR
 
-GRAPH = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "manhattan_road_graph"
+GRAPH = DATA_DIR / ROAD_GRAPH_DIR
 TIMES_SQUARE = (40.7580, -73.9855)
 WALL_STREET = (40.7060, -74.0088)
 JFK = (40.6413, -73.7781)

@@ -1,13 +1,13 @@
 """The fleet simulator: reproducible under a seed, sane on the real taxi file."""
 
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dispatch.matching import StraightLineEta
 from dispatch.simulation.command import main
+from dispatch.simulation.datasets import DATA_DIR, TAXI_FILE, UBER_FILE
 from dispatch.simulation.demand import Demand, TripShapes, load_demand
 from dispatch.simulation.engine import (
     BATCHED,
@@ -21,9 +21,8 @@ from dispatch.simulation.engine import (
 from dispatch.simulation.metrics import gini, lowest_decile_share
 from dispatch.simulation.scenario import build_scenario, run_policy
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-TAXI = DATA / "nyc_yellow_taxi_2013-01-01_debs2015_sample.csv"
-UBER = DATA / "nyc_uber_pickups_2014-04-01_to_04-12_B02512_B02598.csv"
+TAXI = DATA_DIR / TAXI_FILE
+UBER = DATA_DIR / UBER_FILE
 
 
 @pytest.fixture(scope="module")
