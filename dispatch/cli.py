@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_plugins() -> list[Callable[[Any], None]]:
     from dispatch.simulation import add_simulate_command
-    from governance.cli import register_governance_commands, register_operator_commands
+    from governance.commands import register_governance_commands, register_operator_commands
 
     return [register_operator_commands, register_governance_commands, add_simulate_command]
 
