@@ -11,7 +11,8 @@ report (`--report json`) and its output:
 
 The long fuzz of 2026-12-01 was a tool error: `SystemError: AST constructor recursion depth
 mismatch` in the coverage phase, CPython 3.11.7's race between threads building ASTs (gh-106905,
-fixed in 3.11.8), met under schemathesis's four worker threads.
+fixed in 3.11.8), met when Hypothesis parses a module to describe a lambda in two of
+schemathesis's worker threads at once.
 """
 
 from __future__ import annotations
