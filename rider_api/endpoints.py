@@ -50,7 +50,13 @@ async def create_quote(
         Budget("quote:rider", str(rider.user_id), settings.quotes_per_rider_per_minute),
         Budget("quote:address", address, settings.quotes_per_address_per_minute),
     ]
-    await take(redis, budgets, "too many quotes; wait and retry", code="quote_rate_limited")
+    await take(
+        redis,
+        budgets,
+        "too many quotes; wait and retry",
+        code="quote_rate_limited",
+        open_when_unreachable=True,
+    )
     quote = await fares.create_quote(session, settings, app_state(request).eta, rider.user_id, body)
     return QuoteRead(
         id=quote.id,

@@ -42,6 +42,7 @@ async def register(
         service.registration_budgets(settings, body.email, address),
         "too many registrations; wait and retry",
         code="registration_rate_limited",
+        open_when_unreachable=True,
     )
     await service.register(session, body, settings)
     return RegistrationAccepted()

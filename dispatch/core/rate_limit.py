@@ -1,19 +1,27 @@
 """Fixed-window budgets in Redis: a counter per (purpose, subject) that expires with its window.
 
 Keys share the `{limits}` hash tag, so one check over several budgets stays in one cluster slot.
+Budgets that only slow abuse down (sign-ups, quotes) let requests through while Redis is
+unreachable: Redis holds nothing a ride needs, so its outage must not stop riders asking for one.
+Login budgets stay shut, as they always were.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from redis.exceptions import ConnectionError as RedisUnreachable
+from redis.exceptions import TimeoutError as RedisTimedOut
 
 from dispatch.core.errors import TooManyRequests
 from dispatch.core.redis import Redis
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,14 +87,27 @@ async def give_back(redis: Redis, budgets: Sequence[Budget]) -> None:
     await redis.eval(_GIVE_BACK, len(budgets), *(b.key for b in budgets))
 
 
-async def take(redis: Redis, budgets: Sequence[Budget], message: str, code: str) -> None:
+async def take(
+    redis: Redis,
+    budgets: Sequence[Budget],
+    message: str,
+    code: str,
+    *,
+    open_when_unreachable: bool = False,
+) -> None:
     """Count this request against every budget; refuse it (429) if any is now over its limit."""
-    async with redis.pipeline(transaction=True) as pipe:
-        for budget in budgets:
-            pipe.incr(budget.key)
-            pipe.expire(budget.key, budget.window_s, nx=True)
-            pipe.ttl(budget.key)
-        answers = await pipe.execute()
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            for budget in budgets:
+                pipe.incr(budget.key)
+                pipe.expire(budget.key, budget.window_s, nx=True)
+                pipe.ttl(budget.key)
+            answers = await pipe.execute()
+    except (RedisUnreachable, RedisTimedOut, OSError):
+        if not open_when_unreachable:
+            raise
+        log.warning("rate limits unchecked: Redis is unreachable (%s)", budgets[0].purpose)
+        return
     used = [int(answers[3 * i]) for i in range(len(budgets))]
     ttls = [int(answers[3 * i + 2]) for i in range(len(budgets))]
     _refuse(budgets, [u > b.limit for u, b in zip(used, budgets, strict=True)], ttls, message, code)
