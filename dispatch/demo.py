@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, text
+from geoalchemy2 import WKTElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts.models import Driver, Role, UserAccount
+from dispatch.accounts.repository import AccountRepository
 from dispatch.core.security import hash_password
 from dispatch.fares.models import FarePolicy, Region
+from dispatch.fares.repository import FareRepository
 
 # NYC's five boroughs, as a generous outline of their bounding box (lat 40.48-40.92).
 NYC_AREA_WKT = (
@@ -51,16 +53,18 @@ class DemoLogin:
 
 
 async def seed_region_and_policy(session: AsyncSession, region_id: str, currency: str) -> None:
-    if await session.get(Region, region_id) is None:
-        await session.execute(
-            text(
-                "INSERT INTO region (id, name, timezone, area) "
-                "VALUES (:id, 'New York City', 'America/New_York', ST_GeomFromText(:wkt, 4326))"
-            ),
-            {"id": region_id, "wkt": NYC_AREA_WKT},
+    fares = FareRepository(session)
+    if await fares.region(region_id) is None:
+        fares.add(
+            Region(
+                id=region_id,
+                name="New York City",
+                timezone="America/New_York",
+                area=WKTElement(NYC_AREA_WKT, srid=4326),
+            )
         )
-    if await session.get(FarePolicy, 1) is None:
-        session.add(
+    if await fares.policy(1) is None:
+        fares.add(
             FarePolicy(
                 version=1,
                 currency=currency,
@@ -73,12 +77,13 @@ async def seed_region_and_policy(session: AsyncSession, region_id: str, currency
 
 async def seed_demo(session: AsyncSession, region_id: str, currency: str) -> list[DemoLogin]:
     await seed_region_and_policy(session, region_id, currency)
+    accounts = AccountRepository(session)
     password_hash = hash_password(DEMO_PASSWORD)
     logins = []
     for name, email, (make, model, color, plate) in DEMO_DRIVERS:
-        user = await _user(session, email, name, Role.driver, password_hash)
-        if await session.get(Driver, user.id) is None:
-            session.add(
+        user = await _user(accounts, email, name, Role.driver, password_hash)
+        if await accounts.driver(user.id) is None:
+            accounts.add(
                 Driver(
                     user_id=user.id,
                     vehicle_make=make,
@@ -89,22 +94,20 @@ async def seed_demo(session: AsyncSession, region_id: str, currency: str) -> lis
             )
         logins.append(DemoLogin("driver", name, email, DEMO_PASSWORD))
     for name, email in DEMO_RIDERS:
-        await _user(session, email, name, Role.rider, password_hash)
+        await _user(accounts, email, name, Role.rider, password_hash)
         logins.append(DemoLogin("rider", name, email, DEMO_PASSWORD))
     await session.flush()
     return logins
 
 
 async def _user(
-    session: AsyncSession, email: str, name: str, role: Role, password_hash: str
+    accounts: AccountRepository, email: str, name: str, role: Role, password_hash: str
 ) -> UserAccount:
-    user = (
-        await session.execute(select(UserAccount).where(UserAccount.email == email))
-    ).scalar_one_or_none()
+    user = await accounts.by_email(email)
     if user is None:
         user = UserAccount(
             id=uuid.uuid4(), email=email, name=name, role=role, password_hash=password_hash
         )
-        session.add(user)
-        await session.flush()
+        accounts.add(user)
+        await accounts.session.flush()
     return user

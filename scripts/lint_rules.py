@@ -72,9 +72,8 @@ QUERY_BASELINE: dict[str, str] = {
     "dispatch/dispatcher/worker.py": "11.1",
     # 11.1 (positions/websockets helpers): the socket's ride look-ups move to the repositories
     "dispatch/realtime/connection.py": "11.1",
-    # the readiness probe's SELECT 1 and the demo co-op's existence checks
+    # the readiness probe's SELECT 1
     "dispatch/app.py": "11.4",
-    "dispatch/demo.py": "11.1",
 }
 IMPORT_BASELINE: dict[str, str] = {
     # issue 11.2: periodic governance jobs register with the worker from the assembly

@@ -35,6 +35,9 @@ class FareRepository:
     async def policy(self, version: int) -> FarePolicy | None:
         return await self.session.get(FarePolicy, version)
 
+    async def region(self, region_id: str) -> Region | None:
+        return await self.session.get(Region, region_id)
+
     async def region_covering(self, lat: float, lng: float) -> Region | None:
         point = ST_SetSRID(ST_MakePoint(lng, lat), 4326)
         query = select(Region).where(ST_Covers(Region.area, point)).limit(1)
