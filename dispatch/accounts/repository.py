@@ -4,8 +4,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts.models import Driver, UserAccount
@@ -42,7 +42,9 @@ class AccountRepository:
         return len((await self.session.execute(query, list(users))).all())
 
     async def ids_by_email(self, emails: Sequence[str]) -> dict[str, uuid.UUID]:
-        query = select(UserAccount.email, UserAccount.id).where(UserAccount.email.in_(emails))
+        # An array parameter: a list of one per email passes asyncpg's 32,767 parameters.
+        given = bindparam("emails", list(emails), type_=ARRAY(String))
+        query = select(UserAccount.email, UserAccount.id).where(UserAccount.email == any_(given))
         return {email: user_id for email, user_id in await self.session.execute(query)}
 
     async def add_drivers_if_missing(self, drivers: Sequence[dict[str, Any]]) -> None:

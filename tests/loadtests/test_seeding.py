@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from dispatch.accounts.models import Role, UserAccount
+from dispatch.accounts.repository import AccountRepository
 from dispatch.core import clock
 from dispatch.core.database import transaction
 from dispatch.core.geo import LatLng
@@ -112,3 +114,31 @@ async def test_seeding_closes_leftover_rides_through_the_rides_service(
         assert closed.status is RideStatus.completed and closed.ended_at is not None
         assert await events_since(riders[2]) == ["ride.completed"]
         assert await events_since(drivers[2]) == ["ride.completed"]
+
+
+async def test_lookups_by_many_users_take_more_than_a_query_has_parameters(
+    app: Any, settings: Settings
+) -> None:
+    """Seeding 20,000 load accounts asked for their open rides with two parameters per account,
+    past asyncpg's 32,767 (found in review)."""
+    async with transaction(app.state) as session:
+        rider = uuid.uuid4()
+        session.add(
+            UserAccount(
+                id=rider,
+                email=f"many-{rider.hex[:8]}@load.coop",
+                password_hash="not-used",
+                name="Many",
+                role=Role.rider,
+            )
+        )
+        await session.flush()
+        ride = await requested(session, settings, rider)
+        strangers = [uuid.uuid4() for _ in range(16_400)]
+        found = await RideRepository(session).open_rides_of([*strangers, rider])
+        assert [r.id for r in found] == [ride.id]
+        await rides.cancel_by_rider(session, rider, ride.id, None)
+        # Load accounts are then found by email: the same class, one parameter per email.
+        emails = [f"nobody-{i}@load.coop" for i in range(33_000)]
+        email = f"many-{rider.hex[:8]}@load.coop"
+        assert await AccountRepository(session).ids_by_email([*emails, email]) == {email: rider}
