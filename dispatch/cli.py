@@ -29,6 +29,7 @@ def _uvicorn(args: argparse.Namespace, factory: str) -> int:
     from dispatch.core.http_protocol import HttpProtocol
     from dispatch.core.websocket_protocol import WebSocketProtocol
 
+    settings = get_settings()
     uvicorn.run(
         factory,
         factory=True,
@@ -36,9 +37,10 @@ def _uvicorn(args: argparse.Namespace, factory: str) -> int:
         port=args.port,
         http=HttpProtocol,
         ws=WebSocketProtocol,
-        ws_max_size=get_settings().ws_max_frame_bytes * 4,
+        ws_max_size=settings.ws_max_frame_bytes * 4,
         log_level=args.log_level,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
 

@@ -9,6 +9,7 @@ Login budgets stay shut, as they always were.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -126,8 +127,24 @@ def _refuse(
 
 
 def client_address(request: Request) -> str:
-    """The peer's address; behind a proxy in uvicorn's `forwarded_allow_ips`, the client's."""
-    return request.client.host if request.client else "unknown"
+    """Who a per-address budget counts: the peer's address (behind a proxy listed in
+    COOP_FORWARDED_ALLOW_IPS, the client's), an IPv6 one as its /64."""
+    return address_group(request.client.host) if request.client else "unknown"
+
+
+def address_group(host: str) -> str:
+    """An IPv6 address as its /64 network: one subscriber is usually given a whole /64, so
+    counting exact addresses let them take a new budget with each of its 2^64 addresses. IPv4
+    (also IPv4-mapped IPv6) stays the exact address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 ClientAddress = Annotated[str, Depends(client_address)]

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     quotes_per_address_per_minute: int = 300
     quotes_per_rider_per_minute: int = 30
 
+    # Proxies whose X-Forwarded-For names the client (comma-separated addresses or networks,
+    # "*" for any), given to uvicorn; unset: uvicorn's FORWARDED_ALLOW_IPS, else 127.0.0.1. The
+    # per-address budgets count the client this yields.
+    forwarded_allow_ips: str | None = None
+
     # Larger request bodies are refused (413) before they are read; ours are a few hundred bytes.
     max_request_body_bytes: int = Field(default=65_536, ge=1024)
 

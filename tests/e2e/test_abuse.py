@@ -109,6 +109,7 @@ def strict_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         register_per_email_per_hour="3",
         quotes_per_rider_per_minute="5",
         quotes_per_address_per_minute="8",
+        forwarded_allow_ips="127.0.0.50",
     ) as stack:
         yield _url(stack, "api-strict")
 
@@ -181,6 +182,43 @@ async def test_registration_is_rate_limited_per_address_and_per_email(strict_api
             async with from_address(strict_api, f"127.0.0.{n}") as client:
                 tries.append((await client.post("/v1/auth/register", json=body)).status_code)
         assert tries == [202, 202, 202, 429]
+
+
+async def test_behind_a_trusted_proxy_each_client_has_its_budget(strict_api: str) -> None:
+    """COOP_FORWARDED_ALLOW_IPS names the proxies whose X-Forwarded-For is the client; the docs
+    pointed to a `--forwarded-allow-ips` flag `coop-dispatch api` did not have."""
+
+    def via(client: str) -> dict[str, str]:
+        return {"X-Forwarded-For": client}
+
+    async with from_address(strict_api, "127.0.0.50") as proxy:
+        first = [
+            await proxy.post("/v1/auth/register", json=new_account(), headers=via("203.0.113.7"))
+            for _ in range(6)
+        ]
+        assert [a.status_code for a in first] == [202] * 5 + [429]
+        # Another client behind the same proxy has its own budget.
+        other = await proxy.post(
+            "/v1/auth/register", json=new_account(), headers=via("2001:db8:1:2::1")
+        )
+        assert other.status_code == 202
+        # ...an IPv6 client's whole /64 being one client.
+        for n in range(2, 6):
+            same_64 = await proxy.post(
+                "/v1/auth/register", json=new_account(), headers=via(f"2001:db8:1:2::{n}")
+            )
+            assert same_64.status_code == 202
+        spent = await proxy.post(
+            "/v1/auth/register", json=new_account(), headers=via("2001:db8:1:2:ffff::1")
+        )
+        assert spent.status_code == 429
+    # A peer that is not a listed proxy is counted as itself, whatever it claims.
+    async with from_address(strict_api, "127.0.0.51") as liar:
+        claims = [
+            await liar.post("/v1/auth/register", json=new_account(), headers=via(f"198.51.100.{n}"))
+            for n in range(6)
+        ]
+        assert [a.status_code for a in claims] == [202] * 5 + [429]
 
 
 async def test_quotes_are_rate_limited_per_rider_and_per_address(strict_api: str) -> None:
