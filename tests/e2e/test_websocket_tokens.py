@@ -4,10 +4,13 @@ when the token expires, extended by a `refresh` message. Real `api` process, sho
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -16,6 +19,7 @@ from tests.conftest import TEST_DATABASE_URL
 from tests.e2e.harness import Socket, Stack, running_stack
 from tests.e2e.test_ride_end_to_end import register
 from tests.e2e.test_websocket_protocol import forged
+from tests.reliability.proxy import FaultProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -131,3 +135,30 @@ async def test_refused_refreshes_leave_the_first_deadline(base: str) -> None:
     await socket.wait_for("error", error="invalid_token")
     await asyncio.wait_for(socket._reader, TOKEN_TTL_S + 15)
     assert socket.close_code == 4401
+
+
+async def test_an_account_that_cannot_be_checked_closes_1013(tmp_path: Path) -> None:
+    """PostgreSQL unreachable at connect: "try again later", not a socket for an unchecked token
+    (nor a 1008 that tells the app its token is bad)."""
+    target = urlsplit(TEST_DATABASE_URL)
+    assert target.hostname and target.port
+    # The proxy runs on a loop of its own: the harness waits for the API synchronously.
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    proxy = FaultProxy(target.hostname, target.port)
+    asyncio.run_coroutine_threadsafe(proxy.start(), loop).result(10)
+    url = TEST_DATABASE_URL.replace(f":{target.port}/", f":{proxy.port}/")
+    ghost = forged({"sub": str(uuid.uuid4()), "role": "rider"})
+    try:
+        with running_stack(tmp_path, database_url=url, database_connect_timeout_s="2") as stack:
+            api = stack.start_api("api")
+            assert api.url is not None
+            loop.call_soon_threadsafe(proxy.reset)
+            code, reason = await closed_before_any_data(api.url, "/v1/rider/ws", ghost)
+            assert code == 1013 and "reconnect" in reason, (code, reason)
+            loop.call_soon_threadsafe(proxy.heal)
+            code, reason = await closed_before_any_data(api.url, "/v1/rider/ws", ghost)
+            assert code == 1008 and "no longer exists" in reason, (code, reason)
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
