@@ -3,81 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import pytest
-from sqlalchemy import text
 
 from dispatch.core import clock
 from dispatch.core.database import transaction
 from dispatch.core.redis import RegionKeys
-from dispatch.dispatcher.cycle import run_cycle
 from dispatch.dispatcher.presence import LocationIndex
 from dispatch.events.models import Event
-from tests.conftest import Account, make_account
-
-CENTER = (10.5, 10.5)
-
-
-@pytest.fixture
-async def region(app: Any) -> AsyncIterator[str]:
-    region_id = f"t-{uuid.uuid4().hex[:8]}"
-    async with transaction(app.state) as session:
-        await session.execute(
-            text(
-                "INSERT INTO region (id, name, timezone, area) VALUES "
-                "(:id, 'Test town', 'UTC', ST_GeomFromText('MULTIPOLYGON(((10 10, 11 10, 11 11, 10 11, 10 10)))', 4326))"
-            ),
-            {"id": region_id},
-        )
-    yield region_id
-    clock.reset()
-    async with transaction(app.state) as session:
-        # Regions cannot be deleted under their rides; retire the area so the next test's is unique.
-        await session.execute(
-            text(
-                "UPDATE region SET area = ST_GeomFromText("
-                "'MULTIPOLYGON(((-60 -60, -59.9 -60, -59.9 -59.9, -60 -60)))', 4326) WHERE id = :id"
-            ),
-            {"id": region_id},
-        )
-
-
-async def online_driver(
-    client: httpx.AsyncClient, app: Any, region: str, lat: float, lng: float
-) -> Account:
-    driver = await make_account(client, "driver")
-    assert (
-        await client.post("/v1/driver/status", json={"status": "online"}, headers=driver.headers)
-    ).status_code == 200
-    index = LocationIndex(app.state.redis, RegionKeys(region), 0.01)
-    index.update(uuid.UUID(driver.id), lat, lng)
-    await index.flush()
-    return driver
-
-
-async def request(
-    client: httpx.AsyncClient, lat: float = CENTER[0], lng: float = CENTER[1]
-) -> tuple[Account, str]:
-    rider = await make_account(client, "rider")
-    body = {"pickup": {"lat": lat, "lng": lng}, "dropoff": {"lat": 10.55, "lng": 10.55}}
-    quote = await client.post("/v1/rider/quotes", json=body, headers=rider.headers)
-    assert quote.status_code == 201, quote.text
-    ride = await client.post(
-        "/v1/rider/rides", json={"quote_id": quote.json()["id"]}, headers=rider.headers
-    )
-    return rider, ride.json()["id"]
-
-
-async def cycle(app: Any, region: str) -> Any:
-    return await run_cycle(app.state, region, app.state.settings, app.state.eta)
-
-
-async def current_offer(client: httpx.AsyncClient, driver: Account) -> dict[str, Any] | None:
-    return (await client.get("/v1/driver/offers/current", headers=driver.headers)).json()
+from tests.fixtures.dispatching import current_offer, cycle, online_driver, request_ride
 
 
 async def events_of(app: Any, user_id: str, kind: str) -> list[Event]:
@@ -93,7 +29,7 @@ async def test_decline_reoffers_to_the_next_driver_then_gives_up(
 ) -> None:
     near = await online_driver(client, app, region, 10.501, 10.501)
     far = await online_driver(client, app, region, 10.51, 10.51)
-    rider, ride_id = await request(client)
+    rider, ride_id = await request_ride(client)
 
     report = await cycle(app, region)
     assert report.offers_sent == 1
@@ -124,7 +60,7 @@ async def test_unanswered_offer_expires_and_moves_on(
 ) -> None:
     slow = await online_driver(client, app, region, 10.501, 10.501)
     other = await online_driver(client, app, region, 10.51, 10.51)
-    _, ride_id = await request(client)
+    _, ride_id = await request_ride(client)
     await cycle(app, region)
     offer = await current_offer(client, slow)
     assert offer is not None
@@ -149,8 +85,8 @@ async def test_one_driver_gets_one_offer_at_a_time(
     client: httpx.AsyncClient, app: Any, region: str
 ) -> None:
     driver = await online_driver(client, app, region, 10.5, 10.5)
-    await request(client)
-    await request(client, 10.502, 10.502)
+    await request_ride(client)
+    await request_ride(client, 10.502, 10.502)
     assert (await cycle(app, region)).offers_sent == 1
     assert (await cycle(app, region)).offers_sent == 0
     offer = await current_offer(client, driver)
@@ -166,7 +102,7 @@ async def test_search_radius_widens_with_waiting(
     client: httpx.AsyncClient, app: Any, region: str
 ) -> None:
     distant = await online_driver(client, app, region, 10.545, 10.5)  # about 5 km north
-    await request(client)
+    await request_ride(client)
     assert (await cycle(app, region)).offers_sent == 0
     clock.advance(timedelta(seconds=21))
     assert (await cycle(app, region)).offers_sent == 1
@@ -183,7 +119,7 @@ async def test_offline_and_silent_drivers_are_not_offered(
     silent = await online_driver(client, app, region, 10.5, 10.5)
     keys = RegionKeys(region)
     await redis.zadd(keys.drivers_seen, {silent.id: 0})
-    await request(client)
+    await request_ride(client)
     assert (await cycle(app, region)).offers_sent == 0
     assert await redis.zscore(keys.drivers_geo, silent.id) is None
 
@@ -192,7 +128,7 @@ async def test_cancel_withdraws_the_pending_offer(
     client: httpx.AsyncClient, app: Any, region: str
 ) -> None:
     driver = await online_driver(client, app, region, 10.5, 10.5)
-    rider, ride_id = await request(client)
+    rider, ride_id = await request_ride(client)
     await cycle(app, region)
     offer = await current_offer(client, driver)
     assert offer is not None
@@ -212,7 +148,7 @@ async def test_wrong_state_transitions_are_409(
     client: httpx.AsyncClient, app: Any, region: str
 ) -> None:
     driver = await online_driver(client, app, region, 10.5, 10.5)
-    rider, ride_id = await request(client)
+    rider, ride_id = await request_ride(client)
     await cycle(app, region)
     offer = await current_offer(client, driver)
     assert offer is not None
@@ -246,7 +182,7 @@ async def test_driver_cancel_sends_the_rider_back_to_the_queue(
 ) -> None:
     first = await online_driver(client, app, region, 10.5, 10.5)
     second = await online_driver(client, app, region, 10.51, 10.5)
-    rider, ride_id = await request(client)
+    rider, ride_id = await request_ride(client)
     await cycle(app, region)
     offer = await current_offer(client, first)
     assert offer is not None

@@ -6,23 +6,16 @@ import asyncio
 import contextlib
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis as sync_redis
 from sqlalchemy import text
 
 from dispatch.core.database import transaction
 from tests.e2e.harness import Socket, free_port
-from tests.reliability.conftest import retire_regions_over
-
-# Far from every other test's area, so real dispatchers only see this test's requests here.
-E2E_CENTER = (30.5, 30.5)
-E2E_AREA = "MULTIPOLYGON(((30 30, 31 30, 31 31, 30 31, 30 30)))"
-RETIRED = "MULTIPOLYGON(((-60 -60, -59.9 -60, -59.9 -59.9, -60 -60)))"
+from tests.fixtures.regions import E2E_SQUARE, own_region
 
 
 class RedisServer:
@@ -86,31 +79,21 @@ def private_redis(tmp: Path) -> Iterator[RedisServer]:
 
 @contextlib.asynccontextmanager
 async def e2e_region(app: Any) -> AsyncIterator[str]:
-    region_id = f"e-{uuid.uuid4().hex[:8]}"
-    async with transaction(app.state) as session:
-        await retire_regions_over(session, E2E_AREA)
-        await session.execute(
-            text(
-                "INSERT INTO region (id, name, timezone, area) "
-                "VALUES (:id, 'Fault town', 'UTC', ST_GeomFromText(:area, 4326))"
-            ),
-            {"id": region_id, "area": E2E_AREA},
-        )
-    try:
-        yield region_id
-    finally:
-        async with transaction(app.state) as session:
-            await session.execute(
-                text("UPDATE region SET area = ST_GeomFromText(:area, 4326) WHERE id = :id"),
-                {"id": region_id, "area": RETIRED},
-            )
-            await session.execute(
-                text(
-                    "UPDATE ride SET status = 'cancelled', ended_at = now() WHERE region_id = :id "
-                    "AND status IN ('requested', 'matched', 'arrived', 'in_progress')"
-                ),
-                {"id": region_id},
-            )
+    """A region over E2E_SQUARE for real dispatcher processes (`COOP_REGION`); its rides still
+    open at the end are cancelled, so no later dispatcher there finds them."""
+    async with own_region(app.state, E2E_SQUARE, "e", "Fault town") as region_id:
+        try:
+            yield region_id
+        finally:
+            async with transaction(app.state) as session:
+                await session.execute(
+                    text(
+                        "UPDATE ride SET status = 'cancelled', ended_at = now() "
+                        "WHERE region_id = :id "
+                        "AND status IN ('requested', 'matched', 'arrived', 'in_progress')"
+                    ),
+                    {"id": region_id},
+                )
 
 
 def headers(token: str) -> dict[str, str]:
@@ -125,17 +108,6 @@ async def online_socket(base: str, token: str, lat: float, lng: float) -> Socket
     await socket.send({"type": "location", "lat": lat, "lng": lng, "id": 0})
     await socket.wait_for("location.ack", id=0)
     return socket
-
-
-async def request_ride(http: httpx.AsyncClient, token: str, lat: float, lng: float) -> str:
-    body = {"pickup": {"lat": lat, "lng": lng}, "dropoff": {"lat": lat + 0.02, "lng": lng + 0.02}}
-    quote = await http.post("/v1/rider/quotes", json=body, headers=headers(token))
-    assert quote.status_code == 201, quote.text
-    ride = await http.post(
-        "/v1/rider/rides", json={"quote_id": quote.json()["id"]}, headers=headers(token)
-    )
-    assert ride.status_code == 201, ride.text
-    return str(ride.json()["id"])
 
 
 async def eventually(check: Any, timeout: float = 15.0, interval: float = 0.2) -> Any:

@@ -19,14 +19,10 @@ from sqlalchemy import text
 from dispatch.core.database import transaction
 from tests.conftest import Account
 from tests.e2e.harness import Socket, running_stack
+from tests.fixtures.dispatching import ride_for
+from tests.fixtures.regions import E2E_CENTER
 from tests.reliability.conftest import bulk_accounts, record_figures
-from tests.reliability.processes import (
-    E2E_CENTER,
-    e2e_region,
-    headers,
-    online_socket,
-    request_ride,
-)
+from tests.reliability.processes import e2e_region, headers, online_socket
 
 pytestmark = pytest.mark.e2e
 
@@ -76,9 +72,7 @@ async def kill_api_mid_ride(tmp: Path, app: Any, pairs: int) -> dict[str, Any]:
                 rider_sockets.append(socket)
 
             async with httpx.AsyncClient(base_url=api_a.url, timeout=30) as http:
-                rides = await asyncio.gather(
-                    *(request_ride(http, r.token, lat, lng) for r in riders)
-                )
+                rides = await asyncio.gather(*(ride_for(http, r, lat, lng) for r in riders))
             for socket, ride_id in zip(rider_sockets, rides, strict=True):
                 await socket.wait_for("ride.matched", ride_id=ride_id, timeout=60)
             stop.set()

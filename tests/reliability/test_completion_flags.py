@@ -12,8 +12,9 @@ from dispatch.core import clock
 from dispatch.core.redis import RegionKeys
 from dispatch.dispatcher.presence import LocationIndex
 from tests.conftest import Account
-from tests.reliability.conftest import CENTER, current_offer, cycle, online_driver, place
-from tests.reliability.conftest import request_ride as open_request
+from tests.fixtures.dispatching import current_offer, cycle, online_driver, place
+from tests.fixtures.dispatching import request_ride as open_request
+from tests.fixtures.regions import CENTER
 
 
 async def drive_to_pickup(

@@ -22,13 +22,9 @@ from sqlalchemy import text
 from dispatch.core.database import transaction
 from dispatch.dispatcher.cycle import run_cycle
 from tests.conftest import Account
-from tests.reliability.conftest import (
-    CENTER,
-    bulk_accounts,
-    place_many,
-    quote_for,
-    record_figures,
-)
+from tests.fixtures.dispatching import place_many, quote_for
+from tests.fixtures.regions import CENTER
+from tests.reliability.conftest import bulk_accounts, record_figures
 
 CONCURRENT_ACCEPTS = 4
 CANCEL_SHARE = 0.05

@@ -24,7 +24,9 @@ from sqlalchemy import text
 from dispatch.core.database import transaction
 from tests.conftest import METRICS_HEADERS, Account
 from tests.e2e.harness import free_port, running_stack
-from tests.reliability.conftest import CENTER, bulk_accounts, place_many, record_figures
+from tests.fixtures.dispatching import place_many
+from tests.fixtures.regions import CENTER
+from tests.reliability.conftest import bulk_accounts, record_figures
 
 OPEN = "('requested', 'matched', 'arrived', 'in_progress')"
 

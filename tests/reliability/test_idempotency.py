@@ -13,7 +13,7 @@ from dispatch.core.database import transaction
 from dispatch.events.models import Event
 from dispatch.rides.models import Ride
 from tests.conftest import Account, make_account
-from tests.reliability.conftest import current_offer, cycle, online_driver, quote_for, request_ride
+from tests.fixtures.dispatching import current_offer, cycle, online_driver, quote_for, request_ride
 
 RETRIES = 5
 

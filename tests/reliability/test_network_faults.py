@@ -23,8 +23,10 @@ from dispatch.core.database import transaction
 from dispatch.events.models import Event
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, Account
 from tests.e2e.harness import running_stack
-from tests.reliability.conftest import CENTER, bulk_accounts, quote_for, record_figures
-from tests.reliability.processes import E2E_CENTER, e2e_region, headers, request_ride
+from tests.fixtures.dispatching import quote_for, ride_for
+from tests.fixtures.regions import CENTER, E2E_CENTER
+from tests.reliability.conftest import bulk_accounts, record_figures
+from tests.reliability.processes import e2e_region, headers
 from tests.reliability.proxy import fault_proxy
 
 FIGURES: dict[str, Any] = {}
@@ -174,7 +176,7 @@ async def test_client_to_api(tmp_path: Path, app: Any) -> None:
                 async with httpx.AsyncClient(base_url=base, timeout=2.0) as http:
                     proxy.delay(0.2)
                     started = time.monotonic()
-                    ride_id = await request_ride(http, rider.token, lat, lng)
+                    ride_id = await ride_for(http, rider, lat, lng)
                     figures["delay_200ms_quote_and_request_s"] = round(
                         time.monotonic() - started, 2
                     )

@@ -25,7 +25,9 @@ from dispatch.app import create_app
 from dispatch.core.database import transaction
 from dispatch.dispatcher.cycle import run_cycle
 from tests.conftest import TEST_DATABASE_URL, Account
-from tests.reliability.conftest import CENTER, bulk_accounts, place_many, record_figures
+from tests.fixtures.dispatching import place_many
+from tests.fixtures.regions import CENTER
+from tests.reliability.conftest import bulk_accounts, record_figures
 
 MAX_TRIES = 60
 

@@ -22,14 +22,14 @@ from dispatch.core.database import transaction
 from dispatch.core.redis import create_redis
 from dispatch.events.hub import RESYNC, EventHub
 from tests.e2e.harness import Socket, running_stack
+from tests.fixtures.dispatching import ride_for
+from tests.fixtures.regions import E2E_CENTER
 from tests.reliability.conftest import bulk_accounts, record_figures
 from tests.reliability.processes import (
-    E2E_CENTER,
     e2e_region,
     headers,
     online_socket,
     private_redis,
-    request_ride,
 )
 
 pytestmark = pytest.mark.e2e
@@ -74,7 +74,7 @@ async def test_redis_flushed_then_restarted(tmp_path: Path, app: Any) -> None:
             # 1. FLUSHALL: the driver is gone from the geo index; a request waits, unoffered.
             redis_server.flushall()
             async with httpx.AsyncClient(base_url=api, timeout=20) as http:
-                ride_id = await request_ride(http, rider.token, lat, lng)
+                ride_id = await ride_for(http, rider, lat, lng)
                 await asyncio.sleep(2.0)  # several batches
                 assert await offers_for(app, ride_id) == 0
                 assert await ride_status(app, ride_id) == "requested"
@@ -98,7 +98,7 @@ async def test_redis_flushed_then_restarted(tmp_path: Path, app: Any) -> None:
                 ready = await http.get("/readyz")
                 assert ready.status_code == 503
                 # A request made while Redis is down is kept, not lost.
-                waiting_ride = await request_ride(http, rider2.token, lat, lng)
+                waiting_ride = await ride_for(http, rider2, lat, lng)
                 await asyncio.sleep(1.0)
                 assert dispatcher.popen.poll() is None, "the dispatcher died with Redis"
 

@@ -12,7 +12,8 @@ from dispatch.core.settings import Settings
 from dispatch.dispatcher import worker
 from dispatch.dispatcher.cycle import CycleReport
 from dispatch.matching.eta import EtaModel
-from tests.reliability.conftest import CENTER, current_offer, online_driver, request_ride
+from tests.fixtures.dispatching import current_offer, online_driver, request_ride
+from tests.fixtures.regions import CENTER
 
 
 async def test_a_failing_region_does_not_stop_the_next(

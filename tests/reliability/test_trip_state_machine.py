@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -40,14 +39,9 @@ from dispatch.dispatcher.cycle import run_cycle
 from dispatch.rides.models import RideStatus
 from dispatch.rides.state import TRANSITIONS, Actor, allowed
 from tests.conftest import Account
-from tests.reliability.conftest import (
-    AREA,
-    CENTER,
-    RETIRED,
-    bulk_accounts,
-    place_many,
-    retire_regions_over,
-)
+from tests.fixtures.dispatching import place_many
+from tests.fixtures.regions import CENTER, TEST_SQUARE, create_region, retire_region
+from tests.reliability.conftest import bulk_accounts
 
 T = TypeVar("T")
 DRIVERS = 3
@@ -75,8 +69,7 @@ class World:
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://test"
         )
-        self.region = f"h-{uuid.uuid4().hex[:8]}"
-        self.run(self._region(AREA))
+        self.region = self.run(create_region(self.app.state, TEST_SQUARE, "h", "Hypothesis town"))
         self.transitions: list[tuple[str, str, str]] = []
         self.outcomes: Counter[str] = Counter()
 
@@ -85,23 +78,10 @@ class World:
             self.before_run()
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    async def _region(self, area: str) -> None:
-        async with transaction(self.app.state) as session:
-            if area == AREA:
-                await retire_regions_over(session, AREA)
-            await session.execute(
-                text(
-                    "INSERT INTO region (id, name, timezone, area) VALUES "
-                    "(:id, 'Hypothesis town', 'UTC', ST_GeomFromText(:area, 4326)) "
-                    "ON CONFLICT (id) DO UPDATE SET area = EXCLUDED.area"
-                ),
-                {"id": self.region, "area": area},
-            )
-
     def close(self) -> None:
         self.before_run = None
         clock.reset()
-        self.run(self._region(RETIRED))
+        self.run(retire_region(self.app.state, self.region))
         self.run(self.client.aclose())
         self.run(self._lifespan.__aexit__(None, None, None))
         self.loop.call_soon_threadsafe(self.loop.stop)

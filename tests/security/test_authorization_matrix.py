@@ -18,11 +18,11 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.routing import Route, WebSocketRoute
 
 from dispatch.core.clock import utcnow
+from tests.fixtures.regions import retire_region
 from tests.security.world import (
     RIDER_A_PHONE,
     World,
     build_world,
-    retire_region,
     state_fingerprint,
 )
 
@@ -141,7 +141,7 @@ async def world(app: Any) -> AsyncIterator[World]:
         )
         built.extra["quote_a"] = quote.json()["id"]
         yield built
-    await retire_region(app, built.region)
+    await retire_region(app.state, built.region)
 
 
 def concrete_path(template: str, world: World, principal: str) -> str:

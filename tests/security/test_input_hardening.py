@@ -123,7 +123,7 @@ async def test_login_normalises_the_email_as_registration_does(client: httpx.Asy
 
 async def test_cancel_reasons_refuse_escapes_and_overrides(client: httpx.AsyncClient) -> None:
     """A reason reaches the other side of the ride: the same class of hole as names."""
-    from tests.reliability.conftest import request_ride
+    from tests.fixtures.dispatching import request_ride
 
     rider, ride_id = await request_ride(client, 40.758, -73.9855)
     path = f"/v1/rider/rides/{ride_id}/cancel"

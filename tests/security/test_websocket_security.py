@@ -30,7 +30,8 @@ from tests.e2e.harness import (
     running_stack,
     text_frame,
 )
-from tests.security.world import World, build_world, retire_region, state_fingerprint
+from tests.fixtures.regions import retire_region
+from tests.security.world import World, build_world, state_fingerprint
 
 pytestmark = pytest.mark.e2e
 
@@ -94,7 +95,7 @@ async def world(app: Any, recorder: Recorder) -> AsyncIterator[World]:
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         built = await build_world(http, app, LAT0, LNG0)
         yield built
-    await retire_region(app, built.region)
+    await retire_region(app.state, built.region)
 
 
 async def opened(base: str, path: str, world: World, principal: str, **kwargs: Any) -> Socket:

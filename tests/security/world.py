@@ -19,9 +19,9 @@ from sqlalchemy import text
 from dispatch.core.clock import utcnow
 from dispatch.core.database import transaction
 from dispatch.core.redis import RegionKeys
-from dispatch.dispatcher.cycle import run_cycle
-from dispatch.dispatcher.presence import LocationIndex
 from tests.conftest import PASSWORD, Account, make_account
+from tests.fixtures.dispatching import cycle, place, ride_for
+from tests.fixtures.regions import Square, create_region
 
 # Tables whose rows a denied request must leave exactly as they were.
 GUARDED_TABLES = (
@@ -63,42 +63,6 @@ class World:
         return account.id
 
 
-async def create_region(app: Any, lat0: float, lng0: float) -> str:
-    region_id = f"sec-{uuid.uuid4().hex[:8]}"
-    square = (
-        f"MULTIPOLYGON((({lng0} {lat0}, {lng0 + 1} {lat0}, {lng0 + 1} {lat0 + 1}, "
-        f"{lng0} {lat0 + 1}, {lng0} {lat0})))"
-    )
-    async with transaction(app.state) as session:
-        await session.execute(
-            text(
-                "INSERT INTO region (id, name, timezone, area) "
-                "VALUES (:id, 'Security town', 'UTC', ST_GeomFromText(:area, 4326))"
-            ),
-            {"id": region_id, "area": square},
-        )
-    return region_id
-
-
-async def retire_region(app: Any, region_id: str) -> None:
-    # Regions cannot be deleted under their rides; shrink the area to nowhere instead.
-    async with transaction(app.state) as session:
-        await session.execute(
-            text(
-                "UPDATE region SET area = ST_GeomFromText("
-                "'MULTIPOLYGON(((-70 -70, -69.99 -70, -69.99 -69.99, -70 -70)))', 4326) "
-                "WHERE id = :id"
-            ),
-            {"id": region_id},
-        )
-
-
-async def place_driver(app: Any, region: str, driver: Account, lat: float, lng: float) -> None:
-    index = LocationIndex(app.state.redis, RegionKeys(region), 0.01)
-    index.update(uuid.UUID(driver.id), lat, lng)
-    await index.flush()
-
-
 async def make_operator(http: httpx.AsyncClient, app: Any) -> Account:
     from dispatch.accounts.service import create_operator
 
@@ -109,17 +73,6 @@ async def make_operator(http: httpx.AsyncClient, app: Any) -> Account:
     token = await http.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
     assert token.status_code == 200, token.text
     return Account(user_id, email, token.json()["access_token"], "operator")
-
-
-async def request_ride(http: httpx.AsyncClient, rider: Account, lat: float, lng: float) -> str:
-    body = {"pickup": {"lat": lat, "lng": lng}, "dropoff": {"lat": lat + 0.05, "lng": lng + 0.05}}
-    quote = await http.post("/v1/rider/quotes", json=body, headers=rider.headers)
-    assert quote.status_code == 201, quote.text
-    ride = await http.post(
-        "/v1/rider/rides", json={"quote_id": quote.json()["id"]}, headers=rider.headers
-    )
-    assert ride.status_code == 201, ride.text
-    return str(ride.json()["id"])
 
 
 async def offer_of(http: httpx.AsyncClient, driver: Account) -> dict[str, Any]:
@@ -134,7 +87,7 @@ async def build_world(
     settings = app.state.settings
     # Offers stay pending for the whole module, whatever the suite's short offer TTL.
     patient = settings.model_copy(update={"offer_ttl_s": 3600.0})
-    region = await create_region(app, lat0, lng0)
+    region = await create_region(app.state, Square(lat0, lng0), "sec", "Security town")
     center = (lat0 + 0.5, lng0 + 0.5)
 
     rider_a = await make_account(http, "rider", phone=RIDER_A_PHONE)
@@ -152,9 +105,9 @@ async def build_world(
         assert online.status_code == 200, online.text
 
     # Rider A's ride goes to driver X (the only driver in the region's index).
-    await place_driver(app, region, driver_x, *center)
-    ride_a = await request_ride(http, rider_a, *center)
-    await run_cycle(app.state, region, patient, app.state.eta)
+    await place(app, region, driver_x.id, *center)
+    ride_a = await ride_for(http, rider_a, *center)
+    await cycle(app, region, patient)
     offer_x = await offer_of(http, driver_x)
     accepted = await http.post(
         f"/v1/driver/offers/{offer_x['offer_id']}/accept", headers=driver_x.headers
@@ -162,9 +115,9 @@ async def build_world(
     assert accepted.status_code == 200, accepted.text
 
     # Rider B's ride is offered to driver Y (X is busy) and stays pending.
-    await place_driver(app, region, driver_y, center[0] + 0.01, center[1])
-    ride_b = await request_ride(http, rider_b, *center)
-    await run_cycle(app.state, region, patient, app.state.eta)
+    await place(app, region, driver_y.id, center[0] + 0.01, center[1])
+    ride_b = await ride_for(http, rider_b, *center)
+    await cycle(app, region, patient)
     offer_y = await offer_of(http, driver_y)
     assert offer_y["ride_id"] == ride_b
 
