@@ -4,7 +4,7 @@ import asyncio
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, WebSocket
+from fastapi import APIRouter, Query, WebSocket
 from pydantic import BaseModel, ConfigDict
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +28,7 @@ from dispatch.rides import service as rides
 from dispatch.rides.models import ACTIVE_STATUSES, Ride, RideStatus
 from dispatch.rides.repository import RideRepository
 from dispatch.rides.schemas import DriverCancelRequest, DriverRideRead, Earnings, OfferRead
-from dispatch.state import AppState, app_state
+from dispatch.state import AppState, AppStateDep
 
 router = APIRouter(prefix="/v1/driver", tags=["driver"], route_class=IdempotentRoute)
 
@@ -60,9 +60,8 @@ async def _change_status(
 
 @router.post("/status", responses=responses(Unauthorized, Forbidden))
 async def set_status(
-    body: StatusChange, driver: CurrentDriver, session: SessionDep, request: Request
+    body: StatusChange, driver: CurrentDriver, session: SessionDep, state: AppStateDep
 ) -> DriverStatus:
-    state = app_state(request)
     return await _change_status(
         session, state.location_index, driver.user_id, body.status == "online", state.driving_gate
     )
@@ -151,10 +150,10 @@ def _advance_route(target: RideStatus) -> Any:
         ride_id: uuid.UUID,
         driver: CurrentDriver,
         session: SessionDep,
-        request: Request,
+        state: AppStateDep,
         _: IdempotencyDep,
     ) -> DriverRideRead:
-        check = _completion_check(app_state(request)) if target is RideStatus.completed else None
+        check = _completion_check(state) if target is RideStatus.completed else None
         ride = await rides.advance_by_driver(session, driver.user_id, ride_id, target, check)
         return await rides.driver_view(session, ride)
 

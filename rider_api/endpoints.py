@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request, WebSocket
+from fastapi import APIRouter, Body, Query, WebSocket
 
 from dispatch.accounts.dependencies import CurrentRider, SettingsDep
 from dispatch.core.database import SessionDep
@@ -27,7 +27,7 @@ from dispatch.realtime.connection import Connection, serve
 from dispatch.rides import service as rides
 from dispatch.rides.repository import RideRepository
 from dispatch.rides.schemas import CancelRequest, RideRead, RideRequest
-from dispatch.state import app_state
+from dispatch.state import AppStateDep
 
 router = APIRouter(prefix="/v1/rider", tags=["rider"], route_class=IdempotentRoute)
 
@@ -42,7 +42,7 @@ async def create_quote(
     rider: CurrentRider,
     session: SessionDep,
     settings: SettingsDep,
-    request: Request,
+    state: AppStateDep,
     redis: RedisDep,
     address: ClientAddress,
 ) -> QuoteRead:
@@ -57,7 +57,7 @@ async def create_quote(
         code="quote_rate_limited",
         open_when_unreachable=True,
     )
-    quote = await fares.create_quote(session, settings, app_state(request).eta, rider.user_id, body)
+    quote = await fares.create_quote(session, settings, state.eta, rider.user_id, body)
     return QuoteRead(
         id=quote.id,
         pickup=LatLng(lat=quote.pickup_lat, lng=quote.pickup_lng),
