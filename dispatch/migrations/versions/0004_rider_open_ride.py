@@ -6,6 +6,8 @@ Revises: 0003
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,19 +19,72 @@ depends_on = None
 OPEN = "status IN ('requested', 'matched', 'arrived', 'in_progress')"
 
 
+# Given to the extra rides the race left open (see upgrade), shown to the rider and driver.
+EXTRA_RIDE_REASON = "a newer request of yours replaced this one"
+
+# A rider's rides in the order they are kept: the one furthest along (nobody may cancel a ride
+# in progress), then the newest request.
+_RANKED = f"""
+SELECT id, rider_id, driver_id, row_number() OVER (
+    PARTITION BY rider_id
+    ORDER BY CASE status WHEN 'in_progress' THEN 0 WHEN 'arrived' THEN 1
+                         WHEN 'matched' THEN 2 ELSE 3 END,
+             requested_at DESC, id
+) AS rank
+FROM ride WHERE {OPEN}
+"""
+
+
 def upgrade() -> None:
-    doubled = op.get_bind().scalar(
-        sa.text(
-            "SELECT count(*) FROM (SELECT rider_id FROM ride "
-            "WHERE status IN ('requested', 'matched', 'arrived', 'in_progress') "
-            "GROUP BY rider_id HAVING count(*) > 1) AS doubled"
-        )
+    """The index refuses a second open ride; riders who got several before it (concurrent
+    requests, issue 18.2) keep one, and the others are cancelled as the rides service cancels:
+    pending offers withdrawn, `ride.cancelled` to the rider and driver, `offer.withdrawn` to each
+    offered driver, the rider's contact cleared from the driver's `ride.assigned`. The events are
+    rows only (no Redis here): clients get them on their next replay (`?after=`)."""
+    bind = op.get_bind()
+    extra = bind.execute(
+        sa.text(f"SELECT id, rider_id, driver_id FROM ({_RANKED}) AS ranked WHERE rank > 1")
+    ).all()
+    payload = json.dumps(
+        {"status": "cancelled", "cancelled_by": "system", "reason": EXTRA_RIDE_REASON}
     )
-    if doubled:
-        raise RuntimeError(
-            f"{doubled} riders hold more than one open ride; cancel the extra rides "
-            "(coop-dispatch has no way to choose which one the rider meant) and migrate again"
+    for ride_id, rider_id, driver_id in extra:
+        withdrawn = bind.execute(
+            sa.text(
+                "UPDATE offer SET status = 'withdrawn', responded_at = now() "
+                "WHERE ride_id = :ride AND status = 'pending' RETURNING id, driver_id"
+            ),
+            {"ride": ride_id},
+        ).all()
+        bind.execute(
+            sa.text(
+                "UPDATE ride SET status = 'cancelled', ended_at = now(), "
+                "cancelled_by = 'system', cancel_reason = :reason WHERE id = :ride"
+            ),
+            {"ride": ride_id, "reason": EXTRA_RIDE_REASON},
         )
+        events = [
+            (driver, "offer.withdrawn", json.dumps({"offer_id": str(offer)}))
+            for offer, driver in withdrawn
+        ]
+        events.append((rider_id, "ride.cancelled", payload))
+        if driver_id is not None:
+            events.append((driver_id, "ride.cancelled", payload))
+            bind.execute(
+                sa.text(
+                    "UPDATE event SET payload = jsonb_set(payload, '{ride,rider}', 'null') "
+                    "WHERE user_id = :driver AND ride_id = :ride AND type = 'ride.assigned'"
+                ),
+                {"driver": driver_id, "ride": ride_id},
+            )
+        for user_id, kind, body in events:
+            bind.execute(
+                sa.text(
+                    "INSERT INTO event (user_id, ride_id, type, payload) "
+                    "VALUES (:user, :ride, :type, CAST(:payload AS jsonb))"
+                ),
+                {"user": user_id, "ride": ride_id, "type": kind, "payload": body},
+            )
     op.create_index(
         "uq_ride_rider_open",
         "ride",

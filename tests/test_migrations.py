@@ -1,0 +1,172 @@
+"""Migrations on data the running system can hold, each on a scratch database of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from dispatch.accounts.models import Driver, Role, UserAccount
+from dispatch.core import clock
+from dispatch.core.database import transaction
+from dispatch.core.settings import Settings
+from dispatch.core.state import ProcessState
+from dispatch.demo import seed_region_and_policy
+from dispatch.fares.service import create_quote
+from dispatch.matching import StraightLineEta
+from dispatch.rides import service as rides
+from dispatch.rides.models import Offer, OfferStatus
+from tests.conftest import SERVER_URL, TEST_DB
+from tests.loadtests.test_seeding import TRIP
+
+SCRATCH_DB = f"{TEST_DB}_migrations"
+SCRATCH_URL = SERVER_URL.rsplit("/", 1)[0] + "/" + SCRATCH_DB
+
+
+def alembic(command: str, revision: str) -> subprocess.CompletedProcess[str]:
+    """`alembic upgrade|downgrade <revision>` on the scratch database, in a process of its own
+    (the migrations read their database from the settings)."""
+    script = (
+        "from alembic import command; from dispatch.migrate import alembic_config; "
+        f"command.{command}(alembic_config(), {revision!r})"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=os.environ | {"COOP_DATABASE_URL": SCRATCH_URL},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def migrated(command: str, revision: str) -> None:
+    done = alembic(command, revision)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+async def scratch(settings: Settings) -> AsyncIterator[ProcessState]:
+    """A scratch database at head, and a process state on it."""
+    admin = await asyncpg.connect(SERVER_URL.rsplit("/", 1)[0] + "/postgres")
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {SCRATCH_DB}")
+        migrated("upgrade", "head")
+        state = ProcessState.open(settings.model_copy(update={"database_url": SCRATCH_URL}))
+        async with transaction(state) as session:
+            await seed_region_and_policy(session, settings.region, settings.currency)
+        try:
+            yield state
+        finally:
+            await state.close()
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE)")
+        await admin.close()
+
+
+def account(role: Role) -> UserAccount:
+    user_id = uuid.uuid4()
+    return UserAccount(
+        id=user_id, email=f"{user_id.hex[:10]}@m.coop", password_hash="-", name="M", role=role
+    )
+
+
+async def test_0004_keeps_each_riders_newest_open_ride_and_cancels_the_rest(
+    scratch: ProcessState, settings: Settings
+) -> None:
+    """Riders who got several open rides from concurrent requests (issue 18.2) stopped 0004,
+    which told the operator to cancel the extras by hand (found in review)."""
+    rider, driver = account(Role.rider), account(Role.driver)
+    async with transaction(scratch) as session:
+        session.add_all([rider, driver])
+        await session.flush()
+        session.add(Driver(user_id=driver.id))
+        older = await rides.request_ride(
+            session,
+            rider.id,
+            (await create_quote(session, settings, StraightLineEta(), rider.id, TRIP)).id,
+        )
+        now = clock.utcnow()
+        offer = Offer(
+            id=uuid.uuid4(),
+            ride_id=older.id,
+            driver_id=driver.id,
+            status=OfferStatus.pending,
+            eta_s=60,
+            created_at=now,
+            expires_at=now + timedelta(minutes=5),
+        )
+        session.add(offer)
+        second_quote = await create_quote(session, settings, StraightLineEta(), rider.id, TRIP)
+
+    migrated("downgrade", "0003")
+    newer = uuid.uuid4()
+    async with transaction(scratch) as session:
+        # What the race left: a second open ride, requested a minute later.
+        await session.execute(
+            text(
+                "INSERT INTO ride (id, rider_id, quote_id, region_id, status, pickup_lat, "
+                "pickup_lng, dropoff_lat, dropoff_lng, distance_m, duration_s, total_cents, "
+                "driver_cents, coop_cents, currency, policy_version, requested_at) "
+                "SELECT :id, rider_id, :quote, region_id, 'requested', pickup_lat, pickup_lng, "
+                "dropoff_lat, dropoff_lng, distance_m, duration_s, total_cents, driver_cents, "
+                "coop_cents, currency, policy_version, requested_at + interval '1 minute' "
+                "FROM ride WHERE id = :older"
+            ),
+            {"id": newer, "quote": second_quote.id, "older": older.id},
+        )
+        last_event = (await session.execute(text("SELECT max(id) FROM event"))).scalar_one()
+
+    migrated("upgrade", "head")
+    async with transaction(scratch) as session:
+        statuses = dict(
+            (
+                await session.execute(
+                    text("SELECT id, status FROM ride WHERE rider_id = :r"), {"r": rider.id}
+                )
+            ).all()
+        )
+        assert statuses == {newer: "requested", older.id: "cancelled"}
+        cancelled = (
+            await session.execute(
+                text("SELECT cancelled_by, cancel_reason, ended_at FROM ride WHERE id = :id"),
+                {"id": older.id},
+            )
+        ).one()
+        assert cancelled.cancelled_by == "system"
+        assert cancelled.cancel_reason and cancelled.ended_at is not None
+        offer_status = await session.scalar(
+            text("SELECT status FROM offer WHERE id = :id"), {"id": offer.id}
+        )
+        assert offer_status == "withdrawn"
+        events = (
+            await session.execute(
+                text(
+                    "SELECT user_id, ride_id, type, payload FROM event WHERE id > :after "
+                    "ORDER BY id"
+                ),
+                {"after": last_event or 0},
+            )
+        ).all()
+        assert [(e.user_id, e.ride_id, e.type) for e in events] == [
+            (driver.id, older.id, "offer.withdrawn"),
+            (rider.id, older.id, "ride.cancelled"),
+        ]
+        assert events[0].payload == {"offer_id": str(offer.id)}
+        assert events[1].payload == {
+            "status": "cancelled",
+            "cancelled_by": "system",
+            "reason": cancelled.cancel_reason,
+        }
+        # ...and the index that refuses a second open ride is in place.
+        indexes = await session.scalar(
+            text("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_ride_rider_open'")
+        )
+        assert indexes == 1
