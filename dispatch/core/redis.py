@@ -44,6 +44,26 @@ class RegionKeys:
         return f"{self.prefix}:user:{user_id}"
 
 
+async def send_packed(redis: Redis, packed: bytes, replies: int) -> None:
+    """Write pre-packed commands on one pooled connection and read their replies.
+
+    hiredis packs in C: redis-py's own packer, in Python, cost more than Redis's work for the
+    large commands that position writes and batch publishes are.
+    """
+    pool = redis.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await connection.send_packed_command(packed)
+        for _ in range(replies):
+            await connection.read_response()
+    except BaseException:
+        # A reply may be left unread: the connection is not reused.
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+
+
 def get_redis(request: Request) -> Redis:
     client: Redis = request.app.state.redis
     return client

@@ -16,8 +16,8 @@ import numpy as np
 from hiredis import pack_command
 from redis.exceptions import ResponseError
 
-from dispatch.core.redis import Redis, RegionKeys
-from dispatch.matching.geo_snapshot import read_drivers_async
+from dispatch.core.redis import Redis, RegionKeys, send_packed
+from dispatch.dispatcher.geo_snapshot import read_drivers_async
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class LocationIndex:
         while parts:
             part = parts.pop()
             try:
-                await self._send(self._pack(part, pending, now), replies=2)
+                await send_packed(self.redis, self._pack(part, pending, now), replies=2)
             except ResponseError as error:
                 if not _refuses_position(error):
                     log.warning("the geo index refused a write: %s", error)
@@ -179,25 +179,6 @@ class LocationIndex:
         # (hiredis's stub types the argument as a 1-tuple.)
         packed: bytes = pack_command(tuple(geo)) + pack_command(tuple(seen))  # type: ignore[arg-type]
         return packed
-
-    async def _send(self, packed: bytes, replies: int) -> None:
-        """Write pre-packed commands on one pooled connection and read their replies.
-
-        hiredis packs the whole group in C: redis-py's own packer, in Python, cost about as much
-        CPU as everything else done per position.
-        """
-        pool = self.redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await connection.send_packed_command(packed)
-            for _ in range(replies):
-                await connection.read_response()
-        except BaseException:
-            # A reply may be left unread: the connection is not reused.
-            await connection.disconnect()
-            raise
-        finally:
-            await pool.release(connection)
 
     async def remove(self, driver_id: uuid.UUID) -> None:
         member = str(driver_id)

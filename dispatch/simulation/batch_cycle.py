@@ -1,8 +1,10 @@
-"""The production batch cycle against the real local Redis, and the dense optimum beside it.
+"""The engine-only batch cycle against the real local Redis, and the dense optimum beside it.
 
 One cycle: snapshot the online drivers from `coop:{bench}:drivers:geo` (one `GEOSEARCH ...
 WITHHASH`, as the dispatcher does), find candidates in process, compute ETAs, solve
-(`plan_batch`), and write the offers back in one round trip (one hash per batch). Drivers are
+(`plan_batch`), and write the offers back in one round trip (one Redis hash per batch). It is the
+matching engine's cost, not the dispatcher's: `run_cycle` in `dispatch.dispatcher.cycle` writes
+offers and their events to PostgreSQL (`real_cycle` measures it beside this one). Drivers are
 placed at real Uber pickups, requests at real taxi pickups (each jittered by up to ~30 m), so
 requests crowd Manhattan while the fleet covers the city.
 """
@@ -10,6 +12,7 @@ requests crowd Manhattan while the fleet covers the city.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,15 +23,16 @@ from scipy.optimize import linear_sum_assignment
 
 from dispatch.core.heap import freeze_startup_heap
 from dispatch.core.settings import get_settings
-from dispatch.matching.batch import DriverSnapshot, MatchingSettings, RequestBatch, plan_batch
+from dispatch.dispatcher.geo_snapshot import WHOLE_EARTH, decode_rows
+from dispatch.matching.batch import (
+    Assignment,
+    DriverSnapshot,
+    MatchingSettings,
+    RequestBatch,
+    plan_batch,
+)
 from dispatch.matching.candidates import radius_for_wait
 from dispatch.matching.eta import FloatArray, StraightLineEta, haversine_m
-from dispatch.matching.geo_snapshot import (
-    batch_offers_key,
-    drivers_geo_key,
-    read_drivers,
-    write_offers,
-)
 from dispatch.simulation.demand import NYC_BOX, _read_rows
 
 BENCH_REGION = "bench"
@@ -37,6 +41,38 @@ _JITTER_DEG = 0.0003
 # Disallowed pairs in the dense matrix cost more than any full matching of allowed pairs, so the
 # dense solve also matches as many requests as possible before minimising cost.
 _DISALLOWED_COST = 1e9
+
+
+def drivers_geo_key(region: str) -> str:
+    return f"coop:{{{region}}}:drivers:geo"
+
+
+def batch_offers_key(region: str, batch_id: str) -> str:
+    return f"coop:{{{region}}}:offers:{batch_id}"
+
+
+def read_drivers(client: redis.Redis, key: str) -> tuple[list[str], FloatArray, FloatArray]:
+    """Every member of a GEO key with its position, in one round trip (as the dispatcher's)."""
+    rows = client.execute_command("GEOSEARCH", key, *WHOLE_EARTH)  # type: ignore[no-untyped-call]
+    return decode_rows(rows)
+
+
+def write_offers(
+    client: redis.Redis, region: str, batch_id: str, assignments: Sequence[Assignment], ttl_s: int
+) -> None:
+    """One round trip: the batch's offers as one hash, ride id -> `<driver_id>:<eta_s>`, that
+    expires with them (a batch's offers all share one TTL)."""
+    if not assignments:
+        return
+    key = batch_offers_key(region, batch_id)
+    fields: list[str] = []
+    for a in assignments:
+        fields += (a.ride_id, f"{a.driver_id}:{a.eta_s}")
+    # Raw commands: redis-py's `hset(mapping=...)` costs more than Redis does for 2,000 fields.
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("HSET", key, *fields)  # type: ignore[no-untyped-call]
+    pipe.execute_command("EXPIRE", key, ttl_s)  # type: ignore[no-untyped-call]
+    pipe.execute()
 
 
 def bench_redis() -> redis.Redis:

@@ -1,4 +1,5 @@
-"""The bulk GEO snapshot and offer write-back against the real Redis."""
+"""The bulk GEO snapshot (the dispatcher's) and the engine bench's offer write-back, on the
+real Redis."""
 
 import os
 
@@ -6,10 +7,10 @@ import numpy as np
 import pytest
 import redis
 
+from dispatch.dispatcher.geo_snapshot import decode_geohash_scores
 from dispatch.matching import Assignment
-from dispatch.matching.geo_snapshot import (
+from dispatch.simulation.batch_cycle import (
     batch_offers_key,
-    decode_geohash_scores,
     drivers_geo_key,
     read_drivers,
     write_offers,

@@ -1,22 +1,21 @@
-"""Read every driver of a Redis GEO key in one round trip, and write a batch's offers in one.
+"""Read every driver of a Redis GEO key in one round trip.
 
 A GEO key is a sorted set whose scores are 52-bit geohashes. `GEOSEARCH ... WITHHASH` over the
 whole earth returns every member with its score as a RESP integer, which Redis writes and hiredis
 reads far faster than the doubles of `ZRANGE ... WITHSCORES` or the coordinates of `WITHCOORD`;
-the positions are then decoded here with array arithmetic.
+the positions are then decoded here with array arithmetic, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import redis
 import redis.asyncio as aioredis
 
-from dispatch.matching.batch import Assignment
 from dispatch.matching.eta import FloatArray
 
 # Redis encodes positions on a 26-bit-per-axis grid over these ranges (src/geohash.h).
@@ -25,16 +24,8 @@ _LAT_MIN, _LAT_MAX = -85.05112878, 85.05112878
 _LNG_MIN, _LNG_MAX = -180.0, 180.0
 
 
-def drivers_geo_key(region: str) -> str:
-    return f"coop:{{{region}}}:drivers:geo"
-
-
-def batch_offers_key(region: str, batch_id: str) -> str:
-    return f"coop:{{{region}}}:offers:{batch_id}"
-
-
 # Every member of the key: a box centred on (0, 0) as wide and as tall as the equator is long.
-_WHOLE_EARTH = ("FROMLONLAT", 0, 0, "BYBOX", 40_075, 40_075, "km", "WITHHASH")
+WHOLE_EARTH = ("FROMLONLAT", 0, 0, "BYBOX", 40_075, 40_075, "km", "WITHHASH")
 
 
 def _squash_alternate_bits(interleaved: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -62,38 +53,16 @@ def decode_geohash_scores(scores: FloatArray) -> tuple[FloatArray, FloatArray]:
     return np.clip(lat, _LAT_MIN, _LAT_MAX), np.clip(lng, _LNG_MIN, _LNG_MAX)
 
 
-def _decode_rows(rows: Sequence[Any]) -> tuple[list[str], FloatArray, FloatArray]:
+def decode_rows(rows: Sequence[Any]) -> tuple[list[str], FloatArray, FloatArray]:
     ids = [m.decode() if isinstance(m, bytes) else m for m, _ in rows]
     lat, lng = decode_geohash_scores(np.fromiter((h for _, h in rows), np.float64, len(rows)))
     return ids, lat, lng
 
 
-def read_drivers(client: redis.Redis, key: str) -> tuple[list[str], FloatArray, FloatArray]:
-    """Every member of a GEO key with its position, in one round trip."""
-    rows = client.execute_command("GEOSEARCH", key, *_WHOLE_EARTH)  # type: ignore[no-untyped-call]
-    return _decode_rows(rows)
-
-
 async def read_drivers_async(
     client: aioredis.Redis, key: str
 ) -> tuple[list[str], FloatArray, FloatArray]:
-    rows = await client.execute_command("GEOSEARCH", key, *_WHOLE_EARTH)  # type: ignore[no-untyped-call]
-    return _decode_rows(rows)
-
-
-def write_offers(
-    client: redis.Redis, region: str, batch_id: str, assignments: Sequence[Assignment], ttl_s: int
-) -> None:
-    """One round trip: the batch's offers as one hash, ride id -> `<driver_id>:<eta_s>`, that
-    expires with them (a batch's offers all share one TTL)."""
-    if not assignments:
-        return
-    key = batch_offers_key(region, batch_id)
-    fields: list[str] = []
-    for a in assignments:
-        fields += (a.ride_id, f"{a.driver_id}:{a.eta_s}")
-    # Raw commands: redis-py's `hset(mapping=...)` costs more than Redis does for 2,000 fields.
-    pipe = client.pipeline(transaction=False)
-    pipe.execute_command("HSET", key, *fields)  # type: ignore[no-untyped-call]
-    pipe.execute_command("EXPIRE", key, ttl_s)  # type: ignore[no-untyped-call]
-    pipe.execute()
+    """Every member of a GEO key with its position; tens of thousands take milliseconds to
+    decode, in a worker thread."""
+    rows = await client.execute_command("GEOSEARCH", key, *WHOLE_EARTH)  # type: ignore[no-untyped-call]
+    return await asyncio.to_thread(decode_rows, rows)
