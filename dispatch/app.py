@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +24,7 @@ from dispatch.core.redis import RegionKeys, create_redis
 from dispatch.core.settings import Settings, get_settings
 from dispatch.dispatcher.plausibility import PositionGate
 from dispatch.dispatcher.presence import LocationIndex
-from dispatch.dispatcher.worker import dispatch_forever
+from dispatch.dispatcher.worker import PeriodicJob, dispatch_forever
 from dispatch.events.hub import EventHub
 from dispatch.fares import service as fares
 from dispatch.fares.areas import ServiceAreaCache, ServiceAreas
@@ -45,7 +45,11 @@ async def _load_service_areas(state: AppState) -> ServiceAreas:
 
 
 def create_app(
-    settings: Settings | None = None, *, with_api: bool = True, with_dispatcher: bool = False
+    settings: Settings | None = None,
+    *,
+    with_api: bool = True,
+    with_dispatcher: bool = False,
+    periodic_jobs: Sequence[PeriodicJob] = (),
 ) -> FastAPI:
     settings = settings or get_settings()
 
@@ -79,7 +83,7 @@ def create_app(
         if settings.gc_freeze:
             freeze_startup_heap()
         dispatcher = (
-            asyncio.create_task(dispatch_forever(state, settings, state.eta))
+            asyncio.create_task(dispatch_forever(state, settings, state.eta, periodic_jobs))
             if with_dispatcher
             else None
         )

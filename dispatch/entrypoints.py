@@ -5,14 +5,29 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from dispatch.app import create_app, default_eta
-from dispatch.core.database import transaction
+from dispatch.core.database import SessionSource, transaction
 from dispatch.core.heap import freeze_startup_heap
 from dispatch.core.settings import Settings, get_settings
 from dispatch.core.state import ProcessState
 from dispatch.demo import DEMO_PASSWORD, DemoLogin, seed_demo
-from dispatch.dispatcher.worker import dispatch_forever
+from dispatch.dispatcher.worker import PeriodicJob, dispatch_forever
+from dispatch.idempotency.tasks import purge_expired_keys
 from dispatch.metrics import start_dispatcher_metrics
 from governance.demo import seed_demo_governance
+from governance.tasks import governance_tick
+
+
+def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
+    """What every dispatcher process runs between batches."""
+
+    async def purge_keys(state: SessionSource) -> None:
+        await purge_expired_keys(state, settings.idempotency_key_ttl_s)
+
+    return [
+        PeriodicJob("purge idempotency keys", purge_keys, every_s=60.0),
+        # Opens and closes due proposals on time.
+        PeriodicJob("governance", governance_tick),
+    ]
 
 
 def api_only() -> FastAPI:
@@ -20,7 +35,10 @@ def api_only() -> FastAPI:
 
 
 def api_and_dispatcher() -> FastAPI:
-    return create_app(get_settings(), with_api=True, with_dispatcher=True)
+    settings = get_settings()
+    return create_app(
+        settings, with_api=True, with_dispatcher=True, periodic_jobs=periodic_jobs(settings)
+    )
 
 
 async def run_dispatcher(settings: Settings) -> None:
@@ -34,7 +52,7 @@ async def run_dispatcher(settings: Settings) -> None:
     if settings.gc_freeze:
         freeze_startup_heap()
     try:
-        await dispatch_forever(state, settings, default_eta(settings))
+        await dispatch_forever(state, settings, default_eta(settings), periodic_jobs(settings))
     finally:
         await state.close()
 

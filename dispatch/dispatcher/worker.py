@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -13,11 +15,25 @@ from dispatch.core.database import transaction
 from dispatch.core.settings import Settings
 from dispatch.dispatcher.cycle import CycleReport, run_cycle
 from dispatch.fares.models import Region
-from dispatch.idempotency.tasks import purge_expired_keys
 from dispatch.matching.eta import EtaModel
-from governance.tasks import governance_tick
 
 log = logging.getLogger(__name__)
+
+REGIONS_RELOAD_S = 60.0
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """Work a dispatcher process runs between its batches (closing proposals, purging keys).
+
+    The jobs are chosen where the process is assembled (`dispatch.entrypoints`), so the engine
+    does not import the packages that use it. A job that raises is logged and run again on its
+    next turn; `every_s` 0 runs it on every turn of the loop.
+    """
+
+    name: str
+    run: Callable[[Any], Awaitable[object]]
+    every_s: float = 0.0
 
 
 async def region_ids(state: Any) -> list[str]:
@@ -25,16 +41,18 @@ async def region_ids(state: Any) -> list[str]:
         return list((await session.execute(select(Region.id).order_by(Region.id))).scalars())
 
 
-async def dispatch_forever(state: Any, settings: Settings, eta: EtaModel) -> None:
+async def dispatch_forever(
+    state: Any, settings: Settings, eta: EtaModel, jobs: Sequence[PeriodicJob] = ()
+) -> None:
     regions: list[str] = []
     regions_loaded = 0.0
+    last_run = {job.name: float("-inf") for job in jobs}
     while True:
         started = time.monotonic()
         try:
-            if started - regions_loaded > 60 or not regions:
+            if started - regions_loaded > REGIONS_RELOAD_S or not regions:
                 regions = await region_ids(state)
                 regions_loaded = started
-                await purge_expired_keys(state, settings.idempotency_key_ttl_s)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -50,9 +68,21 @@ async def dispatch_forever(state: Any, settings: Settings, eta: EtaModel) -> Non
                 log.exception("dispatch cycle failed for region %s; retrying next interval", region)
                 continue
             observe(state, report)
-        await governance_tick(state)  # opens and closes due proposals; never raises
+        for job in jobs:
+            if time.monotonic() - last_run[job.name] >= job.every_s:
+                last_run[job.name] = time.monotonic()
+                await _run_job(state, job)
         elapsed = time.monotonic() - started
         await asyncio.sleep(max(0.05, settings.batch_interval_s - elapsed))
+
+
+async def _run_job(state: Any, job: PeriodicJob) -> None:
+    try:
+        await job.run(state)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("periodic job %s failed; retrying on its next turn", job.name)
 
 
 def observe(state: Any, report: CycleReport) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from dispatch.core.settings import Settings
 from dispatch.dispatcher.worker import dispatch_forever
+from dispatch.entrypoints import periodic_jobs
 from dispatch.fares.pricing import price
 from tests.conftest import Account
 from tests.governance.conftest import MakeMembers
@@ -44,7 +45,9 @@ async def test_members_vote_a_commission_cut_and_the_next_receipt_shows_it(
     monkeypatch.setattr(settings, "governance_min_voting_s", 1)
     members = await make_members(3)
     driving = members[0]
-    dispatcher = asyncio.create_task(dispatch_forever(app.state, settings, app.state.eta))
+    dispatcher = asyncio.create_task(
+        dispatch_forever(app.state, settings, app.state.eta, periodic_jobs(settings))
+    )
     try:
         in_force = (await client.get("/v1/governance/policy")).json()
         cut = (Decimal(str(in_force["commission_rate"])) - Decimal("0.01")).max(Decimal(0))
