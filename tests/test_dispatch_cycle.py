@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import httpx
+import numpy as np
+from sqlalchemy import text
 
 from dispatch.core import clock
 from dispatch.core.database import transaction
 from dispatch.core.redis import RegionKeys
 from dispatch.dispatcher.presence import LocationIndex
 from dispatch.events.models import Event
+from dispatch.simulation import real_cycle
+from tests.conftest import TEST_DATABASE_URL
 from tests.fixtures.dispatching import current_offer, cycle, online_driver, request_ride
 
 
@@ -196,3 +202,78 @@ async def test_driver_cancel_sends_the_rider_back_to_the_queue(
     await cycle(app, region)
     assert await current_offer(client, first) is None
     assert (await current_offer(client, second)) is not None
+
+
+async def test_a_batch_of_more_than_5000_offers_is_written_and_published_whole(
+    app: Any, region: str
+) -> None:
+    """asyncpg takes at most 32,767 parameters a statement: at 7 an offer, every batch past
+    4,681 offers failed and rolled back, so a busy region never got an offer out."""
+    n = 5_001
+    # A grid 0.008° (~880 m) apart, each driver 11 m from its own request: all are matched.
+    lat = np.array([10.1 + (i // 100) * 0.008 for i in range(n)])
+    lng = np.array([10.1 + (i % 100) * 0.008 for i in range(n)])
+    conn = await asyncpg.connect(TEST_DATABASE_URL)
+    try:
+        policy = await conn.fetchval("SELECT max(version) FROM fare_policy")
+        rides = await real_cycle.seed_requests(
+            conn, region, policy, lat.tolist(), lng.tolist(), clock.utcnow()
+        )
+        drivers = await real_cycle.seed_drivers(conn, n)
+    finally:
+        await conn.close()
+    await real_cycle.place_drivers(app.state.redis, region, drivers, lat + 1e-4, lng + 1e-4)
+    listener = app.state.redis.pubsub()
+    channels = [RegionKeys(app.state.settings.region).user_channel(d) for d in drivers]
+    await listener.subscribe(channels[0], channels[-1])
+    for _ in range(2):
+        await listener.get_message(timeout=1)  # the subscribe confirmations
+
+    report = await cycle(app, region)
+
+    assert report.offers_sent == n
+    async with transaction(app.state) as session:
+        offers = (
+            await session.execute(
+                text(
+                    "SELECT id, ride_id, driver_id, eta_s, expires_at FROM offer "
+                    "WHERE ride_id = ANY(:rides) AND status = 'pending'"
+                ),
+                {"rides": rides},
+            )
+        ).all()
+        sent = (
+            await session.execute(
+                text(
+                    "SELECT id, user_id, ride_id, payload FROM event "
+                    "WHERE type = 'offer' AND ride_id = ANY(:rides) ORDER BY id"
+                ),
+                {"rides": rides},
+            )
+        ).all()
+    assert len(offers) == len(sent) == n
+    by_ride = {ride_id: i for i, ride_id in enumerate(rides)}
+    assert all(by_ride[o.ride_id] == drivers.index(o.driver_id) for o in offers[:50])
+    first = next(o for o in offers if o.ride_id == rides[0])
+    event = next(e for e in sent if e.ride_id == rides[0])
+    assert event.user_id == drivers[0]
+    assert event.payload == {
+        "offer_id": str(first.id),
+        "pickup": {"lat": lat[0], "lng": lng[0]},
+        "dropoff": {"lat": lat[0] + 0.009, "lng": lng[0]},
+        "driver_cents": 1125,
+        "currency": "USD",
+        "pickup_eta_s": first.eta_s,
+        "distance_m": 1200,
+        "duration_s": 300,
+        "expires_at": first.expires_at.isoformat(),
+    }
+    live = [await listener.get_message(timeout=5) for _ in range(2)]
+    await listener.aclose()
+    message = next(m for m in live if m and m["channel"] == channels[0])
+    assert json.loads(message["data"]) == {
+        "type": "offer",
+        "event_id": event.id,
+        "ride_id": str(rides[0]),
+        **event.payload,
+    }

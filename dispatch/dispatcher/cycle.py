@@ -1,4 +1,10 @@
-"""One dispatch batch for one region: expire, give up, snapshot, plan, offer."""
+"""One dispatch batch for one region: expire, give up, snapshot, plan, offer.
+
+Orchestration only: the statements are `DispatchRepository`'s, the lifecycle rules
+`dispatch.rides.service`'s, the matching `plan_batch`'s. What costs CPU in proportion to the
+batch (building the arrays, planning, formatting offers) runs in a worker thread, so an API that
+shares the event loop (`coop-dispatch serve`) keeps answering during a batch.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +13,22 @@ import logging
 import time
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.core.clock import utcnow
-from dispatch.core.database import transaction
+from dispatch.core.database import after_commit, transaction
 from dispatch.core.redis import RegionKeys
 from dispatch.core.settings import Settings
 from dispatch.dispatcher import presence
-from dispatch.events.outbox import record_event
 from dispatch.matching import DriverSnapshot, MatchingSettings, RequestBatch, plan_batch
 from dispatch.matching.eta import EtaModel
-from dispatch.rides import events
-from dispatch.rides.models import ACTIVE_STATUSES, Offer, OfferStatus, Ride, RideStatus
+from dispatch.rides import service
+from dispatch.rides.repository import DispatchRepository, OpenRequest
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,13 @@ class CycleReport:
     candidate_edges: int = 0
     solve_ms: float = 0.0
     cycle_ms: float = 0.0
+    # Where the cycle's time went: reads (PostgreSQL and Redis), the planning thread, the offer
+    # write, the commit, and publishing the events after it.
+    snapshot_ms: float = 0.0
+    plan_ms: float = 0.0
+    write_ms: float = 0.0
+    commit_ms: float = 0.0
+    publish_ms: float = 0.0
     offered: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -57,140 +67,143 @@ def matching_settings(settings: Settings) -> MatchingSettings:
     )
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    requests: Sequence[OpenRequest]
+    tried: Sequence[tuple[uuid.UUID, uuid.UUID]]
+    positions: presence.DriverPositions
+    busy: set[str]
+    earned: Sequence[tuple[uuid.UUID, int | None, datetime | None]]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class _Planned:
+    drivers_available: int
+    candidate_edges: int = 0
+    solve_ms: float = 0.0
+    offers: service.OfferBatch | None = None
+
+
 async def run_cycle(state: Any, region: str, settings: Settings, eta: EtaModel) -> CycleReport:
     started = time.perf_counter()
     report = CycleReport(region=region)
     keys = RegionKeys(region)
+    marks: dict[str, float] = {}
+
+    async def committed() -> None:
+        marks["committed"] = time.perf_counter()
+
     async with transaction(state) as session:
-        locked = await session.scalar(
-            select(func.pg_try_advisory_xact_lock(region_lock_key(region)))
-        )
-        if not locked:
+        after_commit(session, committed)  # first: runs before the events are published
+        repository = DispatchRepository(session)
+        if not await repository.try_region_lock(region_lock_key(region)):
             report.ran = False
             return report
         now = utcnow()
-        report.expired_offers = await _expire_offers(session, region, now)
-        report.unfulfilled = await _give_up(session, region, now, settings.request_timeout_s)
-        await presence.prune_silent(state.redis, keys, settings.driver_silence_s)
-        requests = await _open_requests(session, region, now)
-        report.open_requests = len(requests.ride_ids)
-        if requests.ride_ids:
-            drivers = await _available_drivers(session, state, keys, now)
-            report.drivers_available = len(drivers.driver_ids)
-            if drivers.driver_ids:
-                plan = await asyncio.to_thread(
-                    plan_batch, requests, drivers, eta, matching_settings(settings)
+        report.expired_offers = await service.expire_offers(session, region, now)
+        report.unfulfilled = await service.give_up_requests(
+            session, region, now, settings.request_timeout_s
+        )
+        requests = await repository.open_requests(region)
+        report.open_requests = len(requests)
+        marks["planned"] = marks["written"] = marks["read"] = time.perf_counter()
+        if not requests:
+            await presence.prune_silent(state.redis, keys, settings.driver_silence_s)
+        else:
+            # Redis answers while PostgreSQL does.
+            fleet = asyncio.create_task(_fleet(state, keys, settings))
+            try:
+                tried = await repository.tried_drivers([r.id for r in requests])
+                busy = await repository.busy_drivers()
+                # Used only to weigh fairness: a scan of the day's rides otherwise wasted.
+                earned = (
+                    await repository.earnings_since(
+                        now.replace(hour=0, minute=0, second=0, microsecond=0)
+                    )
+                    if settings.fairness_weight > 0
+                    else ()
                 )
-                report.candidate_edges = plan.candidate_edges
-                report.solve_ms = plan.solve_ms
-                report.offered = await _make_offers(
-                    session,
-                    [(a.ride_id, a.driver_id, a.eta_s) for a in plan.assignments],
-                    now,
-                    settings.offer_ttl_s,
-                )
+            except BaseException:
+                fleet.cancel()
+                raise
+            snapshot = _Snapshot(requests, tried, await fleet, busy, earned, now)
+            marks["read"] = time.perf_counter()
+            planned = await asyncio.to_thread(_plan, snapshot, eta, settings)
+            marks["planned"] = time.perf_counter()
+            report.drivers_available = planned.drivers_available
+            report.candidate_edges = planned.candidate_edges
+            report.solve_ms = planned.solve_ms
+            if planned.offers is not None:
+                report.offered = await service.make_offers(session, planned.offers)
                 report.offers_sent = len(report.offered)
-    report.cycle_ms = (time.perf_counter() - started) * 1000
+            marks["written"] = time.perf_counter()
+    finished = time.perf_counter()
+    report.snapshot_ms = (marks["read"] - started) * 1000
+    report.plan_ms = (marks["planned"] - marks["read"]) * 1000
+    report.write_ms = (marks["written"] - marks["planned"]) * 1000
+    report.commit_ms = (marks["committed"] - marks["written"]) * 1000
+    report.publish_ms = (finished - marks["committed"]) * 1000
+    report.cycle_ms = (finished - started) * 1000
     return report
 
 
-async def _expire_offers(session: AsyncSession, region: str, now: Any) -> int:
-    query = (
-        update(Offer)
-        .where(
-            Offer.status == OfferStatus.pending,
-            Offer.expires_at <= now,
-            Offer.ride_id.in_(select(Ride.id).where(Ride.region_id == region)),
-        )
-        .values(status=OfferStatus.expired, responded_at=now)
-        .returning(Offer.id, Offer.driver_id, Offer.ride_id)
+async def _fleet(state: Any, keys: RegionKeys, settings: Settings) -> presence.DriverPositions:
+    await presence.prune_silent(state.redis, keys, settings.driver_silence_s)
+    return await presence.snapshot(state.redis, keys)
+
+
+def _plan(snapshot: _Snapshot, eta: EtaModel, settings: Settings) -> _Planned:
+    """Arrays for the engine, the plan, and its offers drafted (a worker thread runs this)."""
+    requests = _request_batch(snapshot)
+    drivers = _driver_snapshot(snapshot)
+    if not drivers.driver_ids:
+        return _Planned(drivers_available=0)
+    plan = plan_batch(requests, drivers, eta, matching_settings(settings))
+    rides = dict(zip(requests.ride_ids, snapshot.requests, strict=True))
+    offers = service.draft_offers(
+        [(a.ride_id, a.driver_id, a.eta_s) for a in plan.assignments],
+        rides,
+        snapshot.now,
+        settings.offer_ttl_s,
     )
-    rows = (await session.execute(query)).all()
-    for offer_id, driver_id, ride_id in rows:
-        record_event(session, driver_id, "offer.expired", {"offer_id": str(offer_id)}, ride_id)
-    return len(rows)
-
-
-def _pending_offer_for(ride_id: Any) -> Any:
-    return exists().where(and_(Offer.ride_id == ride_id, Offer.status == OfferStatus.pending))
-
-
-async def _give_up(session: AsyncSession, region: str, now: Any, timeout_s: float) -> int:
-    query = (
-        update(Ride)
-        .where(
-            Ride.region_id == region,
-            Ride.status == RideStatus.requested,
-            Ride.requested_at <= now - timedelta(seconds=timeout_s),
-            ~_pending_offer_for(Ride.id),
-        )
-        .values(status=RideStatus.unfulfilled, ended_at=now)
-        .returning(Ride.id, Ride.rider_id)
-        .execution_options(synchronize_session=False)
+    return _Planned(
+        drivers_available=len(drivers.driver_ids),
+        candidate_edges=plan.candidate_edges,
+        solve_ms=plan.solve_ms,
+        offers=offers,
     )
-    rows = (await session.execute(query)).all()
-    for ride_id, rider_id in rows:
-        payload = {"status": "unfulfilled", "reason": "no driver accepted in time"}
-        record_event(session, rider_id, "ride.unfulfilled", payload, ride_id)
-    return len(rows)
 
 
-async def _open_requests(session: AsyncSession, region: str, now: Any) -> RequestBatch:
-    query = (
-        select(Ride.id, Ride.pickup_lat, Ride.pickup_lng, Ride.requested_at)
-        .where(
-            Ride.region_id == region,
-            Ride.status == RideStatus.requested,
-            ~_pending_offer_for(Ride.id),
-        )
-        .order_by(Ride.requested_at)
-        .with_for_update(skip_locked=True)
-    )
-    rows = (await session.execute(query)).all()
-    ride_ids = [row.id for row in rows]
-    excluded: dict[uuid.UUID, set[str]] = {ride_id: set() for ride_id in ride_ids}
-    if ride_ids:
-        tried = select(Offer.ride_id, Offer.driver_id).where(
-            Offer.ride_id.in_(ride_ids), Offer.status != OfferStatus.pending
-        )
-        for ride_id, driver_id in (await session.execute(tried)).all():
-            excluded[ride_id].add(str(driver_id))
+def _request_batch(snapshot: _Snapshot) -> RequestBatch:
+    ids, lat, lng, requested_at, *_ = zip(*snapshot.requests, strict=True)
+    ride_ids = [str(ride_id) for ride_id in ids]
+    excluded: dict[str, set[str]] = {ride_id: set() for ride_id in ride_ids}
+    for ride_id, driver_id in snapshot.tried:
+        excluded[str(ride_id)].add(str(driver_id))
     return RequestBatch(
-        ride_ids=[str(ride_id) for ride_id in ride_ids],
-        lat=np.array([row.pickup_lat for row in rows], dtype=np.float64),
-        lng=np.array([row.pickup_lng for row in rows], dtype=np.float64),
+        ride_ids=ride_ids,
+        lat=np.array(lat, dtype=np.float64),
+        lng=np.array(lng, dtype=np.float64),
         # Never negative: `requested_at` comes from an API process whose clock may run a little
         # ahead of this one, and a negative wait has no search radius (the batch failed).
         waited_s=np.maximum(
             0.0,
-            np.array([(now - row.requested_at).total_seconds() for row in rows], dtype=np.float64),
+            np.array([(snapshot.now - t).total_seconds() for t in requested_at], dtype=np.float64),
         ),
         excluded=[frozenset(excluded[ride_id]) for ride_id in ride_ids],
     )
 
 
-async def _available_drivers(
-    session: AsyncSession, state: Any, keys: RegionKeys, now: Any
-) -> DriverSnapshot:
-    positions = await presence.snapshot(state.redis, keys)
-    busy_offers = select(Offer.driver_id).where(Offer.status == OfferStatus.pending)
-    busy_rides = select(Ride.driver_id).where(
-        Ride.status.in_(ACTIVE_STATUSES), Ride.driver_id.is_not(None)
-    )
-    busy = {str(d) for d in (await session.execute(busy_offers.union(busy_rides))).scalars()}
+def _driver_snapshot(snapshot: _Snapshot) -> DriverSnapshot:
+    positions, busy, now = snapshot.positions, snapshot.busy, snapshot.now
     keep = np.array([d not in busy for d in positions.driver_ids], dtype=bool)
     ids = [d for d, k in zip(positions.driver_ids, keep, strict=True) if k]
     earned = np.zeros(len(ids), dtype=np.float64)
     idle = np.zeros(len(ids), dtype=np.float64)
-    if ids:
-        since = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        day = (
-            select(Ride.driver_id, func.sum(Ride.driver_cents), func.max(Ride.ended_at))
-            .where(Ride.status == RideStatus.completed, Ride.ended_at >= since)
-            .group_by(Ride.driver_id)
-        )
+    if snapshot.earned:
         index = {d: i for i, d in enumerate(ids)}
-        for driver_id, cents, last_end in (await session.execute(day)).all():
+        for driver_id, cents, last_end in snapshot.earned:
             i = index.get(str(driver_id))
             if i is not None:
                 earned[i] = float(cents or 0)
@@ -202,47 +215,3 @@ async def _available_drivers(
         idle_s=idle,
         earned_cents=earned,
     )
-
-
-async def _make_offers(
-    session: AsyncSession, assignments: list[tuple[str, str, int]], now: Any, ttl_s: float
-) -> list[tuple[str, str]]:
-    if not assignments:
-        return []
-    expires_at = now + timedelta(seconds=ttl_s)
-    rows = [
-        {
-            "id": uuid.uuid4(),
-            "ride_id": uuid.UUID(ride_id),
-            "driver_id": uuid.UUID(driver_id),
-            "status": OfferStatus.pending,
-            "eta_s": int(eta_s),
-            "created_at": now,
-            "expires_at": expires_at,
-        }
-        for ride_id, driver_id, eta_s in assignments
-    ]
-    inserted = (
-        (
-            await session.execute(
-                insert(Offer).values(rows).on_conflict_do_nothing().returning(Offer.id)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    made = set(inserted)
-    rides = {
-        ride.id: ride
-        for ride in (
-            await session.execute(select(Ride).where(Ride.id.in_([r["ride_id"] for r in rows])))
-        ).scalars()
-    }
-    offered = []
-    for row in rows:
-        if row["id"] not in made:
-            continue
-        offer = Offer(**row)
-        events.offer_made(session, offer, rides[row["ride_id"]])
-        offered.append((str(row["ride_id"]), str(row["driver_id"])))
-    return offered

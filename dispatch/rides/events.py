@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from functools import cache
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.events.outbox import record_event
 from dispatch.events.repository import EventRepository
-from dispatch.rides.models import Offer, Ride
+from dispatch.rides.models import Ride
+from dispatch.rides.repository import OpenRequest
 
 
 async def ride_matched(session: AsyncSession, ride: Ride) -> None:
@@ -33,24 +36,27 @@ async def ride_matched(session: AsyncSession, ride: Ride) -> None:
     )
 
 
-def offer_made(session: AsyncSession, offer: Offer, ride: Ride) -> None:
-    record_event(
-        session,
-        offer.driver_id,
-        "offer",
-        {
-            "offer_id": str(offer.id),
-            "pickup": {"lat": ride.pickup_lat, "lng": ride.pickup_lng},
-            "dropoff": {"lat": ride.dropoff_lat, "lng": ride.dropoff_lng},
-            "driver_cents": ride.driver_cents,
-            "currency": ride.currency,
-            "pickup_eta_s": offer.eta_s,
-            "distance_m": ride.distance_m,
-            "duration_s": ride.duration_s,
-            "expires_at": offer.expires_at.isoformat(),
-        },
-        ride.id,
+def offer_payload(
+    offer_id: uuid.UUID | str, ride: OpenRequest, pickup_eta_s: int, expires_at: str
+) -> str:
+    """The `offer` event's payload as JSON text, byte for byte what `json.dumps` makes of it.
+
+    `expires_at` is ISO 8601. A batch formats thousands of these; the template costs a fraction
+    of building and dumping the dicts.
+    """
+    return (
+        f'{{"offer_id": "{offer_id}", '
+        f'"pickup": {{"lat": {ride.pickup_lat!r}, "lng": {ride.pickup_lng!r}}}, '
+        f'"dropoff": {{"lat": {ride.dropoff_lat!r}, "lng": {ride.dropoff_lng!r}}}, '
+        f'"driver_cents": {int(ride.driver_cents)}, "currency": {_quoted(ride.currency)}, '
+        f'"pickup_eta_s": {int(pickup_eta_s)}, "distance_m": {int(ride.distance_m)}, '
+        f'"duration_s": {int(ride.duration_s)}, "expires_at": "{expires_at}"}}'
     )
+
+
+@cache
+def _quoted(text: str) -> str:
+    return json.dumps(text)
 
 
 async def forget_rider_contact(

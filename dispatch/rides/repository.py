@@ -3,8 +3,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Uuid, any_, bindparam, func, select, update
+from sqlalchemy import Uuid, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -157,3 +158,178 @@ class RideRepository:
 
     def add(self, item: Ride | Offer) -> None:
         self.session.add(item)
+
+
+class OpenRequest(NamedTuple):
+    """A request waiting for an offer: where, since when, and what its offer shows the driver."""
+
+    id: uuid.UUID
+    pickup_lat: float
+    pickup_lng: float
+    requested_at: datetime
+    dropoff_lat: float
+    dropoff_lng: float
+    driver_cents: int
+    currency: str
+    distance_m: int
+    duration_s: int
+
+
+class DispatchRepository:
+    """What a dispatch batch reads and writes, as a fixed number of statements whatever its size.
+
+    The writes that cause events insert their outbox rows (`event`) in the same statement and
+    return what publishing needs; parameters are arrays (`unnest`), so a batch of any size is one
+    statement of a few parameters (asyncpg allows 32,767 per statement).
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def try_region_lock(self, key: int) -> bool:
+        return bool(await self.session.scalar(_TRY_LOCK, {"key": key}))
+
+    async def expire_offers(
+        self, region: str, now: datetime
+    ) -> Sequence[tuple[int, uuid.UUID, uuid.UUID, str]]:
+        """Pending offers past their time become `expired`; (event_id, driver_id, ride_id,
+        offer_id) of each `offer.expired` event written."""
+        params = {"region": region, "now": now}
+        return (await self.session.execute(_EXPIRE_OFFERS, params)).tuples().all()
+
+    async def give_up_requests(
+        self, region: str, now: datetime, requested_before: datetime, payload: str
+    ) -> Sequence[tuple[int, uuid.UUID, uuid.UUID]]:
+        """Requests unanswered since `requested_before`, with no pending offer, become
+        `unfulfilled`; (event_id, rider_id, ride_id) of each `ride.unfulfilled` event written."""
+        params = {"region": region, "now": now, "before": requested_before, "payload": payload}
+        return (await self.session.execute(_GIVE_UP, params)).tuples().all()
+
+    async def open_requests(self, region: str) -> list[OpenRequest]:
+        """Requests without a pending offer, oldest first, locked (SKIP LOCKED: another
+        dispatcher's batch keeps its own)."""
+        result = await self.session.execute(_OPEN_REQUESTS, {"region": region})
+        return [OpenRequest._make(row) for row in result]
+
+    async def tried_drivers(
+        self, ride_ids: Sequence[uuid.UUID]
+    ) -> Sequence[tuple[uuid.UUID, uuid.UUID]]:
+        """(ride_id, driver_id) of every answered offer of these rides."""
+        return (await self.session.execute(_TRIED, {"ride_ids": ride_ids})).tuples().all()
+
+    async def busy_drivers(self) -> set[str]:
+        """Drivers with a pending offer or an active ride."""
+        return {str(d) for d in (await self.session.execute(_BUSY)).scalars()}
+
+    async def earnings_since(
+        self, since: datetime
+    ) -> Sequence[tuple[uuid.UUID, int | None, datetime | None]]:
+        """(driver_id, cents, last ended_at) of the rides completed since `since`."""
+        return (await self.session.execute(_EARNED, {"since": since})).tuples().all()
+
+    async def insert_offers(
+        self,
+        offer_ids: Sequence[str],
+        ride_ids: Sequence[str],
+        driver_ids: Sequence[str],
+        eta_s: Sequence[int],
+        payloads: Sequence[str],
+        now: datetime,
+        expires_at: datetime,
+    ) -> Sequence[tuple[int, uuid.UUID]]:
+        """Pending offers and their `offer` events (payloads as JSON text, in offer order), one
+        statement; an offer that meets another pending one (ride or driver) is skipped. Returns
+        (event_id, ride_id) of each offer made."""
+        params = {
+            "ids": offer_ids,
+            "ride_ids": ride_ids,
+            "driver_ids": driver_ids,
+            "eta_s": eta_s,
+            "payloads": payloads,
+            "now": now,
+            "expires_at": expires_at,
+        }
+        return (await self.session.execute(_INSERT_OFFERS, params)).tuples().all()
+
+
+# Plain SQL constants: compiled once, and asyncpg keeps them prepared.
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+
+_EXPIRE_OFFERS = text("""
+WITH expired AS (
+    UPDATE offer SET status = 'expired', responded_at = :now
+    WHERE status = 'pending' AND expires_at <= :now
+      AND ride_id IN (SELECT id FROM ride WHERE region_id = :region)
+    RETURNING id, driver_id, ride_id
+)
+INSERT INTO event (user_id, ride_id, type, payload)
+SELECT driver_id, ride_id, 'offer.expired', jsonb_build_object('offer_id', id::text)
+FROM expired
+RETURNING id, user_id, ride_id, payload ->> 'offer_id'
+""")
+
+_GIVE_UP = text("""
+WITH given_up AS (
+    UPDATE ride SET status = 'unfulfilled', ended_at = :now
+    WHERE region_id = :region AND status = 'requested' AND requested_at <= :before
+      AND NOT EXISTS (
+          SELECT 1 FROM offer WHERE offer.ride_id = ride.id AND offer.status = 'pending'
+      )
+    RETURNING id, rider_id
+)
+INSERT INTO event (user_id, ride_id, type, payload)
+SELECT rider_id, id, 'ride.unfulfilled', CAST(:payload AS jsonb) FROM given_up
+RETURNING id, user_id, ride_id
+""")
+
+_OPEN_REQUESTS = text("""
+SELECT id, pickup_lat, pickup_lng, requested_at, dropoff_lat, dropoff_lng, driver_cents,
+       currency, distance_m, duration_s
+FROM ride
+WHERE region_id = :region AND status = 'requested'
+  AND NOT EXISTS (
+      SELECT 1 FROM offer WHERE offer.ride_id = ride.id AND offer.status = 'pending'
+  )
+ORDER BY requested_at
+FOR UPDATE SKIP LOCKED
+""")
+
+_TRIED = text("""
+SELECT ride_id, driver_id FROM offer
+WHERE ride_id = ANY(CAST(:ride_ids AS uuid[])) AND status <> 'pending'
+""")
+
+_BUSY = text("""
+SELECT driver_id FROM offer WHERE status = 'pending'
+UNION
+SELECT driver_id FROM ride
+WHERE status IN ('matched', 'arrived', 'in_progress') AND driver_id IS NOT NULL
+""")
+
+_EARNED = text("""
+SELECT driver_id, sum(driver_cents), max(ended_at) FROM ride
+WHERE status = 'completed' AND ended_at >= :since
+GROUP BY driver_id
+""")
+
+_INSERT_OFFERS = text("""
+WITH batch AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:ride_ids AS uuid[]), CAST(:driver_ids AS uuid[]),
+        CAST(:eta_s AS integer[]), CAST(:payloads AS text[])
+    ) WITH ORDINALITY AS b(id, ride_id, driver_id, eta_s, payload, position)
+), made AS (
+    INSERT INTO offer (id, ride_id, driver_id, status, eta_s, created_at, expires_at)
+    SELECT id, ride_id, driver_id, 'pending', eta_s,
+           CAST(:now AS timestamptz), CAST(:expires_at AS timestamptz)
+    FROM batch
+    ORDER BY position
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+INSERT INTO event (user_id, ride_id, type, payload)
+SELECT batch.driver_id, batch.ride_id, 'offer', CAST(batch.payload AS jsonb)
+FROM batch JOIN made ON made.id = batch.id
+ORDER BY batch.position
+RETURNING id, ride_id
+""")

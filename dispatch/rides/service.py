@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +20,13 @@ from dispatch.core.clock import utcnow
 from dispatch.core.database import violated_constraint
 from dispatch.core.errors import Conflict, Gone, NotFound
 from dispatch.core.geo import LatLng, distance_m
-from dispatch.events.outbox import record_event
+from dispatch.events.outbox import (
+    WrittenEvent,
+    pack_publishes,
+    publish_packed,
+    publish_written,
+    record_event,
+)
 from dispatch.fares.repository import FareRepository
 from dispatch.fares.service import rider_quote
 from dispatch.rides import events
@@ -28,7 +38,7 @@ from dispatch.rides.models import (
     Ride,
     RideStatus,
 )
-from dispatch.rides.repository import RideRepository
+from dispatch.rides.repository import DispatchRepository, OpenRequest, RideRepository
 from dispatch.rides.schemas import (
     AssignedDriver,
     DriverRideRead,
@@ -450,3 +460,123 @@ async def earnings(
         total_net_cents=sum(line.net_cents for line in lines),
         currency=lines[0].currency if lines else currency,
     )
+
+
+# The dispatcher's part of the lifecycle: offers time out, requests are given up, batches are
+# offered. Each is one statement whatever the batch size, and writes its events in it.
+
+UNFULFILLED_PAYLOAD = json.dumps({"status": "unfulfilled", "reason": "no driver accepted in time"})
+
+
+async def expire_offers(session: AsyncSession, region: str, now: datetime) -> int:
+    rows = await DispatchRepository(session).expire_offers(region, now)
+    publish_written(
+        session,
+        [
+            WrittenEvent(event_id, driver_id, ride_id, "offer.expired", json.dumps({"offer_id": o}))
+            for event_id, driver_id, ride_id, o in rows
+        ],
+    )
+    return len(rows)
+
+
+async def give_up_requests(
+    session: AsyncSession, region: str, now: datetime, timeout_s: float
+) -> int:
+    """Requests no driver accepted within `timeout_s` (and with no offer out) end unfulfilled."""
+    before = now - timedelta(seconds=timeout_s)
+    rows = await DispatchRepository(session).give_up_requests(
+        region, now, before, UNFULFILLED_PAYLOAD
+    )
+    publish_written(
+        session,
+        [
+            WrittenEvent(event_id, rider_id, ride_id, "ride.unfulfilled", UNFULFILLED_PAYLOAD)
+            for event_id, rider_id, ride_id in rows
+        ],
+    )
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class OfferBatch:
+    """A batch's offers ready to write, in plan order (one list entry per offer)."""
+
+    offer_ids: list[str]
+    ride_ids: list[str]
+    driver_ids: list[str]
+    eta_s: list[int]
+    payloads: list[str]
+    created_at: datetime
+    expires_at: datetime
+
+
+def random_uuids(n: int) -> list[str]:
+    """`n` version-4 UUIDs as text: `str(uuid.uuid4())` costs more than the rest of an offer."""
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.tobytes().hex()
+    return [
+        f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        for h in (text[i : i + 32] for i in range(0, 32 * n, 32))
+    ]
+
+
+def draft_offers(
+    assignments: Sequence[tuple[str, str, int]],
+    rides: Mapping[str, OpenRequest],
+    now: datetime,
+    ttl_s: float,
+) -> OfferBatch:
+    """Offers for (ride_id, driver_id, eta_s) assignments; `rides` are the open requests by id.
+
+    CPU only (thousands of payloads): the dispatcher runs it off the event loop.
+    """
+    expires_at = now + timedelta(seconds=ttl_s)
+    expires_text = expires_at.isoformat()
+    offer_ids = random_uuids(len(assignments))
+    return OfferBatch(
+        offer_ids=offer_ids,
+        ride_ids=[ride_id for ride_id, _, _ in assignments],
+        driver_ids=[driver_id for _, driver_id, _ in assignments],
+        eta_s=[int(eta_s) for _, _, eta_s in assignments],
+        payloads=[
+            events.offer_payload(offer_id, rides[ride_id], eta_s, expires_text)
+            for offer_id, (ride_id, _, eta_s) in zip(offer_ids, assignments, strict=True)
+        ],
+        created_at=now,
+        expires_at=expires_at,
+    )
+
+
+async def make_offers(session: AsyncSession, batch: OfferBatch) -> list[tuple[str, str]]:
+    """Write the batch's pending offers and their `offer` events; (ride_id, driver_id) of each
+    offer made (one that meets another pending offer of its ride or driver is not)."""
+    if not batch.offer_ids:
+        return []
+    rows = await DispatchRepository(session).insert_offers(
+        batch.offer_ids,
+        batch.ride_ids,
+        batch.driver_ids,
+        batch.eta_s,
+        batch.payloads,
+        batch.created_at,
+        batch.expires_at,
+    )
+    offered, packed = await asyncio.to_thread(_made, batch, rows, session.info["region"])
+    publish_packed(session, packed)
+    return offered
+
+
+def _made(
+    batch: OfferBatch, rows: Sequence[tuple[int, uuid.UUID]], region: str
+) -> tuple[list[tuple[str, str]], bytes]:
+    position = {ride_id: i for i, ride_id in enumerate(batch.ride_ids)}
+    made = sorted((position[str(ride_id)], event_id) for event_id, ride_id in rows)
+    offered = [(batch.ride_ids[i], batch.driver_ids[i]) for i, _ in made]
+    written = [
+        WrittenEvent(event_id, batch.driver_ids[i], batch.ride_ids[i], "offer", batch.payloads[i])
+        for i, event_id in made
+    ]
+    return offered, pack_publishes(written, region)

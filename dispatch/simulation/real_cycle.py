@@ -1,0 +1,427 @@
+"""`python -m dispatch.simulation.real_cycle`: the dispatcher's own `run_cycle` on PostGIS + Redis.
+
+Beside it, in the same run and on the same batches, the engine-only cycle of `batch_cycle` (the
+fleet from Redis, `plan_batch`, offers as one Redis hash), so the ratio between the two holds
+whatever else the machine is doing. Writes `docs/benchmarks/real_cycle.md`.
+
+Each size gets a database of its own (`<COOP_DATABASE_URL's name>_real_cycle`, dropped and
+migrated), one rider, quote and `requested` ride per request at real taxi pickups, one driver
+account per driver at real Uber pickups in the region's Redis GEO index. Before every cycle the
+offers and offer events of the previous one are deleted and the requests' waits reset, so every
+cycle offers the same batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from dispatch.core.clock import utcnow
+from dispatch.core.database import create_engine, create_sessionmaker
+from dispatch.core.redis import Redis, RegionKeys, create_redis
+from dispatch.core.settings import get_settings
+from dispatch.dispatcher.cycle import CycleReport, matching_settings, run_cycle
+from dispatch.matching.batch import DriverSnapshot, RequestBatch
+from dispatch.matching.eta import FloatArray, StraightLineEta
+from dispatch.simulation import batch_cycle
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = REPO / ".." / "shared" / "data"
+DEFAULT_OUT = REPO / "docs" / "benchmarks" / "real_cycle.md"
+TAXI_FILE = "nyc_yellow_taxi_2013-01-01_debs2015_sample.csv"
+UBER_FILE = "nyc_uber_pickups_2014-04-01_to_04-12_B02512_B02598.csv"
+REGION = "bench"
+NYC_AREA = "MULTIPOLYGON(((-74.3 40.45, -73.65 40.45, -73.65 40.95, -74.3 40.95, -74.3 40.45)))"
+SIZES = ((2000, 10000, 20), (5000, 50000, 10))  # requests, drivers, cycles
+
+
+# Seeding: COPY, thousands of rows a statement (also used by the tests' large batch).
+
+
+async def seed_region(conn: asyncpg.Connection, region: str, area_wkt: str) -> int:
+    """The region, and the fare policy version its rides are priced under."""
+    await conn.execute(
+        "INSERT INTO region (id, name, timezone, area) "
+        "VALUES ($1, $1, 'UTC', ST_GeomFromText($2, 4326)) ON CONFLICT DO NOTHING",
+        region,
+        area_wkt,
+    )
+    version = await conn.fetchval("SELECT max(version) FROM fare_policy")
+    if version is None:
+        version = 1
+        await conn.execute(
+            "INSERT INTO fare_policy (version, base_cents, per_km_cents, per_minute_cents, "
+            "minimum_cents, booking_fee_cents, commission_rate, commission_cap_cents, currency, "
+            "effective_at) VALUES (1, 250, 120, 30, 700, 0, 0.1, 500, 'USD', now())"
+        )
+    return int(version)
+
+
+async def _accounts(conn: asyncpg.Connection, role: str, n: int) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in range(n)]
+    await conn.copy_records_to_table(
+        "user_account",
+        columns=["id", "email", "password_hash", "name", "role"],
+        records=[(i, f"{role}-{i}@bench.invalid", "-", f"{role} {i.hex[:6]}", role) for i in ids],
+    )
+    return ids
+
+
+async def seed_drivers(conn: asyncpg.Connection, n: int) -> list[uuid.UUID]:
+    """`n` online driver accounts."""
+    ids = await _accounts(conn, "driver", n)
+    await conn.copy_records_to_table(
+        "driver", columns=["user_id", "is_online"], records=[(i, True) for i in ids]
+    )
+    return ids
+
+
+async def seed_requests(
+    conn: asyncpg.Connection,
+    region: str,
+    policy_version: int,
+    lat: Sequence[float],
+    lng: Sequence[float],
+    requested_at: datetime,
+) -> list[uuid.UUID]:
+    """One rider, quote and `requested` ride per pickup (dropoff 1 km north, $12.50)."""
+    riders = await _accounts(conn, "rider", len(lat))
+    quotes = [uuid.uuid4() for _ in riders]
+    rides = [uuid.uuid4() for _ in riders]
+    trip = [
+        (la, ln, la + 0.009, ln, 1200, 300, 1250, 1125, 125, "USD", policy_version)
+        for la, ln in zip(lat, lng, strict=True)
+    ]
+    priced = [
+        "pickup_lat", "pickup_lng", "dropoff_lat", "dropoff_lng", "distance_m", "duration_s",
+        "total_cents", "driver_cents", "coop_cents", "currency", "policy_version",
+    ]  # fmt: skip
+    expires = requested_at + timedelta(minutes=5)
+    await conn.copy_records_to_table(
+        "quote",
+        columns=["id", "rider_id", "region_id", "breakdown", "created_at", "expires_at", *priced],
+        records=[
+            (q, r, region, "{}", requested_at, expires, *t)
+            for q, r, t in zip(quotes, riders, trip, strict=True)
+        ],
+    )
+    await conn.copy_records_to_table(
+        "ride",
+        columns=["id", "rider_id", "quote_id", "region_id", "status", "requested_at", *priced],
+        records=[
+            (i, r, q, region, "requested", requested_at, *t)
+            for i, r, q, t in zip(rides, riders, quotes, trip, strict=True)
+        ],
+    )
+    return rides
+
+
+async def place_drivers(
+    redis: Redis, region: str, driver_ids: Sequence[uuid.UUID], lat: FloatArray, lng: FloatArray
+) -> None:
+    """Drivers in the region's GEO index, seen now (as their position updates leave them)."""
+    keys = RegionKeys(region)
+    geo: list[Any] = []
+    for driver_id, la, ln in zip(driver_ids, lat.tolist(), lng.tolist(), strict=True):
+        geo += (ln, la, str(driver_id))
+    await redis.geoadd(keys.drivers_geo, geo)
+    await mark_seen(redis, region, driver_ids)
+
+
+async def mark_seen(redis: Redis, region: str, driver_ids: Sequence[uuid.UUID]) -> None:
+    now = time.time()
+    await redis.zadd(RegionKeys(region).drivers_seen, {str(d): now for d in driver_ids})
+
+
+# The benchmark.
+
+
+@dataclass
+class SizeRun:
+    n_requests: int
+    n_drivers: int
+    real: list[CycleReport] = field(default_factory=list)
+    stalls_ms: list[float] = field(default_factory=list)  # longest event-loop stall per cycle
+    engine: list[batch_cycle.CycleTimes] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+async def _recreate(server_url: str, name: str) -> None:
+    admin = await asyncpg.connect(server_url.rsplit("/", 1)[0] + "/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
+class LoopWatch:
+    """The longest time the event loop went without running a 2 ms ticker."""
+
+    def __init__(self) -> None:
+        self.longest_ms = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.002)
+            self.longest_ms = max(self.longest_ms, (time.perf_counter() - before) * 1000 - 2.0)
+
+    def __enter__(self) -> LoopWatch:
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+async def measure_size(
+    n_requests: int, n_drivers: int, cycles: int, data: Path, seed: int = 0
+) -> SizeRun:
+    base = get_settings()
+    name = base.database_url.rsplit("/", 1)[1].split("?")[0] + "_real_cycle"
+    url = base.database_url.rsplit("/", 1)[0] + "/" + name
+    await _recreate(base.database_url, name)
+    os.environ["COOP_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    settings = get_settings()
+    from dispatch.migrate import upgrade
+
+    await asyncio.to_thread(upgrade)
+    requests, drivers = batch_cycle.make_batch(
+        data / TAXI_FILE, data / UBER_FILE, n_requests, n_drivers, seed
+    )
+    now = utcnow()
+    conn = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
+    engine = create_engine(settings, pool_size=2)
+    redis = create_redis(settings.redis_url)
+    state = SimpleNamespace(
+        settings=settings, engine=engine, sessionmaker=create_sessionmaker(engine), redis=redis
+    )
+    sync_redis = batch_cycle.bench_redis()
+    run = SizeRun(n_requests, n_drivers)
+    try:
+        policy = await seed_region(conn, REGION, NYC_AREA)
+        ride_ids = await seed_requests(
+            conn, REGION, policy, requests.lat.tolist(), requests.lng.tolist(), now
+        )
+        driver_ids = await seed_drivers(conn, n_drivers)
+        keys = RegionKeys(REGION)
+        await redis.delete(keys.drivers_geo, keys.drivers_seen)
+        await place_drivers(redis, REGION, driver_ids, drivers.lat, drivers.lng)
+        await conn.execute("ANALYZE")
+        # The engine-only cycle plans the very batch the real one reads back from PostgreSQL.
+        engine_requests = RequestBatch(
+            ride_ids=[str(r) for r in ride_ids],
+            lat=requests.lat,
+            lng=requests.lng,
+            waited_s=requests.waited_s,
+            excluded=[frozenset()] * n_requests,
+        )
+        engine_drivers = DriverSnapshot(
+            [str(d) for d in driver_ids],
+            drivers.lat,
+            drivers.lng,
+            drivers.idle_s,
+            drivers.earned_cents,
+        )
+        engine_key = batch_cycle.load_fleet(sync_redis, engine_drivers, region="engine-only")
+        eta = StraightLineEta(speed_kmh=settings.eta_speed_kmh, circuity=settings.eta_circuity)
+        waited = [timedelta(seconds=float(w)) for w in requests.waited_s]
+        for cycle in range(cycles + 1):  # the first of each kind warms caches and code
+            await conn.execute("DELETE FROM event WHERE type = 'offer'")
+            await conn.execute("DELETE FROM offer")
+            await conn.execute("VACUUM ANALYZE offer, event")
+            started = utcnow()
+            await conn.execute(
+                "UPDATE ride SET requested_at = $1::timestamptz - w FROM unnest($2::uuid[], "
+                "$3::interval[]) AS u(id, w) WHERE ride.id = u.id",
+                started,
+                ride_ids,
+                waited,
+            )
+            await mark_seen(redis, REGION, driver_ids)
+            engine_times = batch_cycle.run_cycle(
+                sync_redis,
+                engine_key,
+                engine_requests,
+                matching_settings(settings),
+                eta,
+                f"real-{seed}-{cycle}",
+            )
+            try:
+                with LoopWatch() as watch:
+                    report = await run_cycle(state, REGION, settings, eta)
+            except Exception as error:  # the code before the fix failed every large batch
+                run.failures.append(f"{type(error).__name__}: {str(error)[:200]}")
+                print(f"  cycle {cycle} failed: {run.failures[-1]}", flush=True)
+                continue
+            if cycle > 0:
+                run.engine.append(engine_times)
+                run.real.append(report)
+                run.stalls_ms.append(watch.longest_ms)
+            print(
+                f"  {n_requests}x{n_drivers} cycle {cycle}: real {report.cycle_ms:.1f} ms "
+                f"({report.offers_sent} offers, loop stall {watch.longest_ms:.1f} ms), "
+                f"engine-only {engine_times.total_ms:.1f} ms ({engine_times.matched}); "
+                f"real snapshot {report.snapshot_ms:.0f} plan {report.plan_ms:.0f} "
+                f"write {report.write_ms:.0f} commit {report.commit_ms:.0f} "
+                f"publish {report.publish_ms:.0f}; engine snapshot {engine_times.snapshot_ms:.0f} "
+                f"plan {engine_times.plan_ms:.0f} write {engine_times.write_ms:.0f}",
+                flush=True,
+            )
+        sync_redis.delete(engine_key)
+        await redis.delete(keys.drivers_geo, keys.drivers_seen)
+    finally:
+        await conn.close()
+        await redis.aclose()
+        await engine.dispose()
+        sync_redis.close()
+        os.environ["COOP_DATABASE_URL"] = base.database_url
+        get_settings.cache_clear()
+    return run
+
+
+def _p(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def _machine() -> list[str]:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    keep = ("Model name", "CPU(s):", "Thread(s) per core", "Core(s) per socket")
+    cpu = [line.strip() for line in lscpu.splitlines() if line.strip().startswith(keep)]
+    return [
+        "`lscpu`: " + "; ".join(f"`{c}`" for c in cpu),
+        f"Python {platform.python_version()}, PostgreSQL and Redis on localhost",
+    ]
+
+
+def render(runs: Sequence[SizeRun], command: str, uptime: tuple[str, str], when: str) -> str:
+    lines = [
+        "# The real dispatcher cycle",
+        "",
+        "<!-- Generated by `python -m dispatch.simulation.real_cycle`; do not edit by hand. -->",
+        "",
+        "`dispatch.dispatcher.cycle.run_cycle`, the production batch, on real PostGIS and Redis:"
+        " expire offers and give up on old requests, lock the open requests, read the tried "
+        "and busy drivers, snapshot the fleet from Redis (`GEOSEARCH ... WITHHASH`), plan "
+        "(`plan_batch`, in a worker thread with the array building and offer drafting), write "
+        "the offers and their outbox events (one `INSERT ... SELECT unnest(...)` statement), "
+        "commit, and publish the events (one pre-packed `EVAL` that `PUBLISH`es each). Beside "
+        "it, on the same batch in the same run, the engine-only cycle of "
+        "[matching.md](matching.md#batch-cycle-against-the-real-redis) (snapshot, plan, offers "
+        "as one Redis hash). The batch geometry is the engine benchmark's (seed 0): requests at "
+        "real taxi pickups that have waited 0–60 s, drivers at real Uber pickups. "
+        "`fairness_weight` is 0 (the default), so the day's-earnings aggregate is not run.",
+        "",
+        f"Measured {when}; `uptime` before: `{uptime[0]}`; after: `{uptime[1]}`. "
+        f"Command: `{command}`.",
+        "",
+        *(f"- {m}" for m in _machine()),
+        "",
+        "| requests × drivers | cycles | real p50 ms | real p99 ms | engine-only p50 ms | "
+        "engine-only p99 ms | real ÷ engine (p50) | offers per cycle | failed cycles | "
+        "longest loop stall p50 / max ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        real = [r.cycle_ms for r in run.real]
+        engine = [c.total_ms for c in run.engine]
+        ratio = _p(real, 50) / _p(engine, 50) if real and engine else float("nan")
+        offers = statistics.median(r.offers_sent for r in run.real) if run.real else 0
+        lines.append(
+            f"| {run.n_requests:,} × {run.n_drivers:,} | {len(real)} | {_p(real, 50):.1f} | "
+            f"{_p(real, 99):.1f} | {_p(engine, 50):.1f} | {_p(engine, 99):.1f} | {ratio:.1f}× | "
+            f"{offers:,.0f} | {len(run.failures)} | {_p(run.stalls_ms, 50):.1f} / "
+            f"{max(run.stalls_ms, default=float('nan')):.1f} |"
+        )
+    lines += [
+        "",
+        "Where the real cycle's time goes (median ms of each phase; `snapshot` is every read "
+        "before planning, `plan` the worker thread, `write` the offer statement, `commit` the "
+        "commit, `publish` the events' `EVAL`):",
+        "",
+        "| requests × drivers | snapshot | plan | write | commit | publish | of which solve |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+
+        def m(name: str, run: SizeRun = run) -> float:
+            return statistics.median(getattr(r, name) for r in run.real) if run.real else 0.0
+
+        lines.append(
+            f"| {run.n_requests:,} × {run.n_drivers:,} | {m('snapshot_ms'):.1f} | "
+            f"{m('plan_ms'):.1f} | {m('write_ms'):.1f} | {m('commit_ms'):.1f} | "
+            f"{m('publish_ms'):.1f} | {m('solve_ms'):.1f} |"
+        )
+    failures = [f for run in runs for f in run.failures]
+    if failures:
+        lines += ["", "Failures:", "", *(f"- `{f}`" for f in sorted(set(failures)))]
+    lines += [
+        "",
+        "The longest loop stall is the longest the event loop went without running a 2 ms "
+        "ticker task during the cycle: what an API sharing the process (`coop-dispatch serve`) "
+        "waits at worst. Planning in a thread holds the GIL in slices (5 ms by default), so "
+        "the loop still gets turns.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+async def _main(args: argparse.Namespace) -> int:
+    before = _uptime()
+    when = time.strftime("%F %T %Z")
+    runs = []
+    sizes: tuple[tuple[int, int, int], ...] = SIZES
+    if args.size:
+        n_requests, n_drivers = (int(n) for n in args.size.split("x"))
+        sizes = ((n_requests, n_drivers, args.cycles or 5),)
+    for n_requests, n_drivers, cycles in sizes:
+        print(f"real cycle {n_requests} x {n_drivers}", flush=True)
+        runs.append(await measure_size(n_requests, n_drivers, args.cycles or cycles, args.data))
+    after = _uptime()
+    command = "flock /tmp/coop-bench.lock python -m dispatch.simulation.real_cycle" + (
+        f" --cycles {args.cycles}" if args.cycles else ""
+    )
+    text = render(runs, command, (before, after), when)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dispatch.simulation.real_cycle", description=__doc__
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--cycles", type=int, help="cycles per size (default 20 and 10)")
+    parser.add_argument("--size", help="one size only, e.g. 2000x10000 (not for the report)")
+    args = parser.parse_args(argv)
+    args.data = args.data.resolve()
+    return asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
