@@ -67,20 +67,12 @@ ENGINE_FORBIDDEN = frozenset({"redis", "sqlalchemy", "asyncpg", "geoalchemy2", "
 
 # --- the shrinking baselines: file -> the work that removes it ------------------------------
 QUERY_BASELINE: dict[str, str] = {
-    # 11.1 (cycle helper): ride and offer queries move to rides/repository.py
-    "dispatch/dispatcher/cycle.py": "11.1",
-    "dispatch/dispatcher/worker.py": "11.1",
     # 11.1 (positions/websockets helpers): the socket's ride look-ups move to the repositories
     "dispatch/realtime/connection.py": "11.1",
     # the readiness probe's SELECT 1
     "dispatch/app.py": "11.4",
 }
-IMPORT_BASELINE: dict[str, str] = {
-    # issue 11.2: periodic governance jobs register with the worker from the assembly
-    "dispatch/dispatcher/worker.py": "11.2",
-    # issue 11.7: the bench-only Redis writers leave the engine
-    "dispatch/matching/geo_snapshot.py": "11.7",
-}
+IMPORT_BASELINE: dict[str, str] = {}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dispatch.core.redis import RegionKeys
 from dispatch.dispatcher.presence import LocationIndex
 from dispatch.events.models import Event
 from dispatch.simulation import real_cycle
+from dispatch.simulation.repository import WorldRepository
 from tests.conftest import TEST_DATABASE_URL
 from tests.fixtures.dispatching import current_offer, cycle, online_driver, request_ride
 
@@ -215,11 +216,10 @@ async def test_a_batch_of_more_than_5000_offers_is_written_and_published_whole(
     lng = np.array([10.1 + (i % 100) * 0.008 for i in range(n)])
     conn = await asyncpg.connect(TEST_DATABASE_URL)
     try:
+        world = WorldRepository(conn)
         policy = await conn.fetchval("SELECT max(version) FROM fare_policy")
-        rides = await real_cycle.seed_requests(
-            conn, region, policy, lat.tolist(), lng.tolist(), clock.utcnow()
-        )
-        drivers = await real_cycle.seed_drivers(conn, n)
+        rides = await world.add_requests(region, policy, lat.tolist(), lng.tolist(), clock.utcnow())
+        drivers = await world.add_drivers(n)
     finally:
         await conn.close()
     await real_cycle.place_drivers(app.state.redis, region, drivers, lat + 1e-4, lng + 1e-4)

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Row
 
 from dispatch.core.clock import utcnow
 from dispatch.core.database import after_commit, transaction
@@ -70,10 +71,10 @@ def matching_settings(settings: Settings) -> MatchingSettings:
 @dataclass(frozen=True)
 class _Snapshot:
     requests: Sequence[OpenRequest]
-    tried: Sequence[tuple[uuid.UUID, uuid.UUID]]
+    tried: Sequence[Row[uuid.UUID, uuid.UUID]]
     positions: presence.DriverPositions
     busy: set[str]
-    earned: Sequence[tuple[uuid.UUID, int | None, datetime | None]]
+    earned: Sequence[Row[uuid.UUID, int | None, datetime | None]]
     now: datetime
 
 

@@ -9,12 +9,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from dispatch.core.database import transaction
 from dispatch.core.settings import Settings
 from dispatch.dispatcher.cycle import CycleReport, run_cycle
-from dispatch.fares.models import Region
+from dispatch.fares.repository import FareRepository
 from dispatch.matching.eta import EtaModel
 
 log = logging.getLogger(__name__)
@@ -38,7 +36,7 @@ class PeriodicJob:
 
 async def region_ids(state: Any) -> list[str]:
     async with transaction(state) as session:
-        return list((await session.execute(select(Region.id).order_by(Region.id))).scalars())
+        return await FareRepository(session).region_ids()
 
 
 async def dispatch_forever(

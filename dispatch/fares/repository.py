@@ -62,5 +62,8 @@ class FareRepository:
         query = select(FarePolicy).where(FarePolicy.version.in_(versions))
         return {policy.version: policy for policy in (await self.session.execute(query)).scalars()}
 
+    async def region_ids(self) -> list[str]:
+        return list((await self.session.execute(select(Region.id).order_by(Region.id))).scalars())
+
     def add(self, item: Quote | FarePolicy | Region) -> None:
         self.session.add(item)

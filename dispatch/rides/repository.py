@@ -5,7 +5,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Uuid, any_, bindparam, func, select, text, update
+from sqlalchemy import Row, Uuid, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -191,19 +191,19 @@ class DispatchRepository:
 
     async def expire_offers(
         self, region: str, now: datetime
-    ) -> Sequence[tuple[int, uuid.UUID, uuid.UUID, str]]:
+    ) -> Sequence[Row[int, uuid.UUID, uuid.UUID, str]]:
         """Pending offers past their time become `expired`; (event_id, driver_id, ride_id,
         offer_id) of each `offer.expired` event written."""
         params = {"region": region, "now": now}
-        return (await self.session.execute(_EXPIRE_OFFERS, params)).tuples().all()
+        return (await self.session.execute(_EXPIRE_OFFERS, params)).all()
 
     async def give_up_requests(
         self, region: str, now: datetime, requested_before: datetime, payload: str
-    ) -> Sequence[tuple[int, uuid.UUID, uuid.UUID]]:
+    ) -> Sequence[Row[int, uuid.UUID, uuid.UUID]]:
         """Requests unanswered since `requested_before`, with no pending offer, become
         `unfulfilled`; (event_id, rider_id, ride_id) of each `ride.unfulfilled` event written."""
         params = {"region": region, "now": now, "before": requested_before, "payload": payload}
-        return (await self.session.execute(_GIVE_UP, params)).tuples().all()
+        return (await self.session.execute(_GIVE_UP, params)).all()
 
     async def open_requests(self, region: str) -> list[OpenRequest]:
         """Requests without a pending offer, oldest first, locked (SKIP LOCKED: another
@@ -213,9 +213,9 @@ class DispatchRepository:
 
     async def tried_drivers(
         self, ride_ids: Sequence[uuid.UUID]
-    ) -> Sequence[tuple[uuid.UUID, uuid.UUID]]:
+    ) -> Sequence[Row[uuid.UUID, uuid.UUID]]:
         """(ride_id, driver_id) of every answered offer of these rides."""
-        return (await self.session.execute(_TRIED, {"ride_ids": ride_ids})).tuples().all()
+        return (await self.session.execute(_TRIED, {"ride_ids": ride_ids})).all()
 
     async def busy_drivers(self) -> set[str]:
         """Drivers with a pending offer or an active ride."""
@@ -223,9 +223,9 @@ class DispatchRepository:
 
     async def earnings_since(
         self, since: datetime
-    ) -> Sequence[tuple[uuid.UUID, int | None, datetime | None]]:
+    ) -> Sequence[Row[uuid.UUID, int | None, datetime | None]]:
         """(driver_id, cents, last ended_at) of the rides completed since `since`."""
-        return (await self.session.execute(_EARNED, {"since": since})).tuples().all()
+        return (await self.session.execute(_EARNED, {"since": since})).all()
 
     async def insert_offers(
         self,
@@ -236,7 +236,7 @@ class DispatchRepository:
         payloads: Sequence[str],
         now: datetime,
         expires_at: datetime,
-    ) -> Sequence[tuple[int, uuid.UUID]]:
+    ) -> Sequence[Row[int, uuid.UUID]]:
         """Pending offers and their `offer` events (payloads as JSON text, in offer order), one
         statement; an offer that meets another pending one (ride or driver) is skipped. Returns
         (event_id, ride_id) of each offer made."""
@@ -249,7 +249,7 @@ class DispatchRepository:
             "now": now,
             "expires_at": expires_at,
         }
-        return (await self.session.execute(_INSERT_OFFERS, params)).tuples().all()
+        return (await self.session.execute(_INSERT_OFFERS, params)).all()
 
 
 # Plain SQL constants: compiled once, and asyncpg keeps them prepared.

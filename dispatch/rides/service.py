@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -570,7 +571,7 @@ async def make_offers(session: AsyncSession, batch: OfferBatch) -> list[tuple[st
 
 
 def _made(
-    batch: OfferBatch, rows: Sequence[tuple[int, uuid.UUID]], region: str
+    batch: OfferBatch, rows: Sequence[Row[int, uuid.UUID]], region: str
 ) -> tuple[list[tuple[str, str]], bytes]:
     position = {ride_id: i for i, ride_id in enumerate(batch.ride_ids)}
     made = sorted((position[str(ride_id)], event_id) for event_id, ride_id in rows)

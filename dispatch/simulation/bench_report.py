@@ -33,6 +33,11 @@ def cycle_section(cycle: dict[str, Any]) -> list[str]:
     lines = [
         "## Batch cycle against the real Redis",
         "",
+        "This is the matching engine's cycle alone. The dispatcher's own `run_cycle`, which"
+        " writes the offers and their outbox events to PostgreSQL and publishes them, is"
+        " measured beside it on the same batches in [real_cycle.md](real_cycle.md)"
+        " (`flock /tmp/coop-bench.lock python -m dispatch.simulation.real_cycle`).",
+        "",
         "One cycle = `GEOSEARCH coop:{bench}:drivers:geo FROMLONLAT 0 0 BYBOX 40075 40075 km"
         " WITHHASH` (the whole fleet in one round trip with integer geohash scores, decoded with"
         " array arithmetic; the dispatcher's own snapshot call) → k-d tree candidates →"

@@ -19,11 +19,12 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -39,6 +40,7 @@ from dispatch.dispatcher.cycle import CycleReport, matching_settings, run_cycle
 from dispatch.matching.batch import DriverSnapshot, RequestBatch
 from dispatch.matching.eta import FloatArray, StraightLineEta
 from dispatch.simulation import batch_cycle
+from dispatch.simulation.repository import WorldRepository, recreate_database
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO / ".." / "shared" / "data"
@@ -48,87 +50,6 @@ UBER_FILE = "nyc_uber_pickups_2014-04-01_to_04-12_B02512_B02598.csv"
 REGION = "bench"
 NYC_AREA = "MULTIPOLYGON(((-74.3 40.45, -73.65 40.45, -73.65 40.95, -74.3 40.95, -74.3 40.45)))"
 SIZES = ((2000, 10000, 20), (5000, 50000, 10))  # requests, drivers, cycles
-
-
-# Seeding: COPY, thousands of rows a statement (also used by the tests' large batch).
-
-
-async def seed_region(conn: asyncpg.Connection, region: str, area_wkt: str) -> int:
-    """The region, and the fare policy version its rides are priced under."""
-    await conn.execute(
-        "INSERT INTO region (id, name, timezone, area) "
-        "VALUES ($1, $1, 'UTC', ST_GeomFromText($2, 4326)) ON CONFLICT DO NOTHING",
-        region,
-        area_wkt,
-    )
-    version = await conn.fetchval("SELECT max(version) FROM fare_policy")
-    if version is None:
-        version = 1
-        await conn.execute(
-            "INSERT INTO fare_policy (version, base_cents, per_km_cents, per_minute_cents, "
-            "minimum_cents, booking_fee_cents, commission_rate, commission_cap_cents, currency, "
-            "effective_at) VALUES (1, 250, 120, 30, 700, 0, 0.1, 500, 'USD', now())"
-        )
-    return int(version)
-
-
-async def _accounts(conn: asyncpg.Connection, role: str, n: int) -> list[uuid.UUID]:
-    ids = [uuid.uuid4() for _ in range(n)]
-    await conn.copy_records_to_table(
-        "user_account",
-        columns=["id", "email", "password_hash", "name", "role"],
-        records=[(i, f"{role}-{i}@bench.invalid", "-", f"{role} {i.hex[:6]}", role) for i in ids],
-    )
-    return ids
-
-
-async def seed_drivers(conn: asyncpg.Connection, n: int) -> list[uuid.UUID]:
-    """`n` online driver accounts."""
-    ids = await _accounts(conn, "driver", n)
-    await conn.copy_records_to_table(
-        "driver", columns=["user_id", "is_online"], records=[(i, True) for i in ids]
-    )
-    return ids
-
-
-async def seed_requests(
-    conn: asyncpg.Connection,
-    region: str,
-    policy_version: int,
-    lat: Sequence[float],
-    lng: Sequence[float],
-    requested_at: datetime,
-) -> list[uuid.UUID]:
-    """One rider, quote and `requested` ride per pickup (dropoff 1 km north, $12.50)."""
-    riders = await _accounts(conn, "rider", len(lat))
-    quotes = [uuid.uuid4() for _ in riders]
-    rides = [uuid.uuid4() for _ in riders]
-    trip = [
-        (la, ln, la + 0.009, ln, 1200, 300, 1250, 1125, 125, "USD", policy_version)
-        for la, ln in zip(lat, lng, strict=True)
-    ]
-    priced = [
-        "pickup_lat", "pickup_lng", "dropoff_lat", "dropoff_lng", "distance_m", "duration_s",
-        "total_cents", "driver_cents", "coop_cents", "currency", "policy_version",
-    ]  # fmt: skip
-    expires = requested_at + timedelta(minutes=5)
-    await conn.copy_records_to_table(
-        "quote",
-        columns=["id", "rider_id", "region_id", "breakdown", "created_at", "expires_at", *priced],
-        records=[
-            (q, r, region, "{}", requested_at, expires, *t)
-            for q, r, t in zip(quotes, riders, trip, strict=True)
-        ],
-    )
-    await conn.copy_records_to_table(
-        "ride",
-        columns=["id", "rider_id", "quote_id", "region_id", "status", "requested_at", *priced],
-        records=[
-            (i, r, q, region, "requested", requested_at, *t)
-            for i, r, q, t in zip(rides, riders, quotes, trip, strict=True)
-        ],
-    )
-    return rides
 
 
 async def place_drivers(
@@ -161,15 +82,6 @@ class SizeRun:
     failures: list[str] = field(default_factory=list)
 
 
-async def _recreate(server_url: str, name: str) -> None:
-    admin = await asyncpg.connect(server_url.rsplit("/", 1)[0] + "/postgres")
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-
-
 class LoopWatch:
     """The longest time the event loop went without running a 2 ms ticker."""
 
@@ -198,13 +110,13 @@ async def measure_size(
     base = get_settings()
     name = base.database_url.rsplit("/", 1)[1].split("?")[0] + "_real_cycle"
     url = base.database_url.rsplit("/", 1)[0] + "/" + name
-    await _recreate(base.database_url, name)
+    await recreate_database(base.database_url, name)
     os.environ["COOP_DATABASE_URL"] = url
     get_settings.cache_clear()
     settings = get_settings()
-    from dispatch.migrate import upgrade
-
-    await asyncio.to_thread(upgrade)
+    migrate = [sys.executable, "-m", "dispatch.cli", "migrate"]
+    env = {**os.environ, "COOP_DATABASE_URL": url}
+    await asyncio.to_thread(subprocess.run, migrate, check=True, env=env)
     requests, drivers = batch_cycle.make_batch(
         data / TAXI_FILE, data / UBER_FILE, n_requests, n_drivers, seed
     )
@@ -218,15 +130,16 @@ async def measure_size(
     sync_redis = batch_cycle.bench_redis()
     run = SizeRun(n_requests, n_drivers)
     try:
-        policy = await seed_region(conn, REGION, NYC_AREA)
-        ride_ids = await seed_requests(
-            conn, REGION, policy, requests.lat.tolist(), requests.lng.tolist(), now
+        world = WorldRepository(conn)
+        policy = await world.add_region(REGION, NYC_AREA)
+        ride_ids = await world.add_requests(
+            REGION, policy, requests.lat.tolist(), requests.lng.tolist(), now
         )
-        driver_ids = await seed_drivers(conn, n_drivers)
+        driver_ids = await world.add_drivers(n_drivers)
         keys = RegionKeys(REGION)
         await redis.delete(keys.drivers_geo, keys.drivers_seen)
         await place_drivers(redis, REGION, driver_ids, drivers.lat, drivers.lng)
-        await conn.execute("ANALYZE")
+        await world.analyze()
         # The engine-only cycle plans the very batch the real one reads back from PostgreSQL.
         engine_requests = RequestBatch(
             ride_ids=[str(r) for r in ride_ids],
@@ -246,17 +159,7 @@ async def measure_size(
         eta = StraightLineEta(speed_kmh=settings.eta_speed_kmh, circuity=settings.eta_circuity)
         waited = [timedelta(seconds=float(w)) for w in requests.waited_s]
         for cycle in range(cycles + 1):  # the first of each kind warms caches and code
-            await conn.execute("DELETE FROM event WHERE type = 'offer'")
-            await conn.execute("DELETE FROM offer")
-            await conn.execute("VACUUM ANALYZE offer, event")
-            started = utcnow()
-            await conn.execute(
-                "UPDATE ride SET requested_at = $1::timestamptz - w FROM unnest($2::uuid[], "
-                "$3::interval[]) AS u(id, w) WHERE ride.id = u.id",
-                started,
-                ride_ids,
-                waited,
-            )
+            await world.reset_batch(ride_ids, waited, utcnow())
             await mark_seen(redis, REGION, driver_ids)
             engine_times = batch_cycle.run_cycle(
                 sync_redis,
