@@ -73,6 +73,12 @@ class Ride(PricedTrip, Base):
             "requested_at",
             postgresql_where=text("status = 'requested'"),
         ),
+        # The dispatcher's day's-earnings aggregate (fairness) reads only today's completions.
+        Index(
+            "ix_ride_completed_ended_at",
+            "ended_at",
+            postgresql_where=text("status = 'completed'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
