@@ -170,3 +170,31 @@ async def test_0004_keeps_each_riders_newest_open_ride_and_cancels_the_rest(
             text("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_ride_rider_open'")
         )
         assert indexes == 1
+
+
+async def test_0006_downgrade_refuses_while_a_sealed_ballot_needs_its_salt(
+    scratch: ProcessState,
+) -> None:
+    """Dropping ballot.salt left every open proposal's commitments unopenable and `governance
+    verify` failing for good (found in review)."""
+    async with transaction(scratch) as session:
+        await session.execute(
+            text(
+                "INSERT INTO governance_audit (seq, type, payload, created_at, prev_hash, hash) "
+                "VALUES (1, 'ballot.cast', CAST(:payload AS jsonb), now(), :zero, :hash)"
+            ),
+            {"payload": '{"commitment": "' + "ab" * 32 + '"}', "zero": "0" * 64, "hash": "1" * 64},
+        )
+    refused = alembic("downgrade", "0005")
+    assert refused.returncode != 0
+    assert "refusing to drop ballot.salt" in refused.stderr
+    assert "1 audit entries with a commitment" in refused.stderr
+    async with transaction(scratch) as session:
+        columns = await session.scalar(
+            text(
+                "SELECT count(*) FROM information_schema.columns "
+                "WHERE table_name = 'ballot' AND column_name = 'salt'"
+            )
+        )
+        assert columns == 1
+    # (With no sealed ballot the downgrade runs: the 0004 test goes down through it to 0003.)

@@ -21,4 +21,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Without the salts no sealed ballot can be opened: an open proposal could never close with
+    # its ballots revealed, and `governance verify` would fail on every commitment for good.
+    bind = op.get_bind()
+    salted = bind.scalar(sa.text("SELECT count(*) FROM ballot WHERE salt IS NOT NULL"))
+    committed = bind.scalar(
+        sa.text("SELECT count(*) FROM governance_audit WHERE payload ? 'commitment'")
+    )
+    if salted or committed:
+        raise RuntimeError(
+            f"refusing to drop ballot.salt: {salted} salted ballots and {committed} audit entries "
+            "with a commitment need it (sealed ballots could never be opened and `governance "
+            "verify` would fail); this downgrade is only for a database with no sealed ballot"
+        )
     op.drop_column("ballot", "salt")
