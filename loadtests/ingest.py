@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import multiprocessing
@@ -31,6 +30,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from loadtests.frames import CLOSE, PING, PONG, TEXT, client_frame, server_frames, upgrade_request
 from loadtests.run import RESULTS, ROOT, create_database, free_port, load_database_env
 
 TICK_S = 0.002
@@ -52,34 +52,8 @@ def rss_bytes(pid: int) -> int:
 
 # --- generator process ------------------------------------------------------------------------
 #
-# The generator speaks the WebSocket protocol itself, over an asyncio Protocol on uvloop: it
-# writes pre-framed text frames (masked with an all-zero key, which RFC 6455 allows the server to
-# accept: the payload goes out as is) and parses the server's unmasked frames. It does not offer
-# permessage-deflate. With the `websockets` client library, the generator spent more CPU per
-# message than the server, on the same 2 cores, so it measured itself.
-
-
-def text_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    """A masked client frame with the zero masking key (the payload is unchanged by it)."""
-    size = len(payload)
-    if size < 126:
-        header = bytes((0x80 | opcode, 0x80 | size))
-    elif size < 65536:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((0x80 | opcode, 0x80 | 127)) + size.to_bytes(8, "big")
-    return header + b"\0\0\0\0" + payload
-
-
-def upgrade_request(host: str, path: str, token: str) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
-    ]  # fmt: skip
-    if token:
-        lines.append(f"Authorization: Bearer {token}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+# The generator speaks the WebSocket protocol itself (loadtests/frames.py), over an asyncio
+# Protocol on uvloop: it writes pre-framed text frames and parses the server's frames.
 
 
 class Stats:
@@ -125,26 +99,12 @@ class RawSocket(asyncio.Protocol):
             del buffer[: end + 4]
             self.upgraded = True
         now = time.perf_counter()
-        while len(buffer) >= 2:
-            size, start = buffer[1] & 0x7F, 2
-            if size == 126:
-                if len(buffer) < 4:
-                    return
-                size, start = int.from_bytes(buffer[2:4], "big"), 4
-            elif size == 127:
-                if len(buffer) < 10:
-                    return
-                size, start = int.from_bytes(buffer[2:10], "big"), 10
-            if len(buffer) < start + size:
-                return
-            opcode = buffer[0] & 0x0F
-            payload = bytes(buffer[start : start + size])
-            del buffer[: start + size]
-            if opcode == 0x1:
+        for opcode, payload in server_frames(buffer):
+            if opcode == TEXT:
                 self.text_received(payload, now)
-            elif opcode == 0x9:  # protocol ping: answer, or the server closes the socket
-                self.send(text_frame(payload, 0xA))
-            elif opcode == 0x8:
+            elif opcode == PING:  # protocol ping: answer, or the server closes the socket
+                self.send(client_frame(payload, PONG))
+            elif opcode == CLOSE:
                 assert self.transport is not None
                 self.transport.close()
                 return
@@ -159,15 +119,15 @@ class RawSocket(asyncio.Protocol):
                 stats.latencies.append(now - started)
                 stats.acks += 1
         elif kind == "ping":
-            self.send(PONG)
+            self.send(PONG_MESSAGE)
         elif kind == "error":
             stats.errors += 1
         elif not self.streaming:
             self.setup.put_nowait(message)
 
 
-PONG = text_frame(b'{"type":"pong"}')
-ONLINE = text_frame(b'{"type":"status","status":"online"}')
+PONG_MESSAGE = client_frame(b'{"type":"pong"}')
+ONLINE = client_frame(b'{"type":"status","status":"online"}')
 
 
 async def open_socket(url: str, path: str, token: str, stats: Stats) -> RawSocket:
@@ -245,7 +205,7 @@ async def _generator(
                     next_id,
                 )
                 sent_at[next_id] = time.perf_counter()
-                socket.send(text_frame(payload))
+                socket.send(client_frame(payload))
             sent += max(due, 0)
             await asyncio.sleep(TICK_S)
         window = time.perf_counter() - window_start
@@ -262,7 +222,7 @@ async def _generator(
             await asyncio.sleep(0.05)
         sent_at.clear()
     for socket in sockets:
-        socket.send(text_frame(b"\x03\xe8", 0x8))  # close 1000
+        socket.send(client_frame(b"\x03\xe8", CLOSE))  # close 1000
     await asyncio.sleep(0.2)
     for socket in sockets:
         if socket.transport is not None:

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import websockets
 
+from loadtests.frames import CLOSE, client_frame, read_server_frame, upgrade_request
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -174,37 +176,25 @@ class Socket:
 async def raw_websocket(
     base_url: str, path: str, token: str
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A WebSocket opened by hand, for tests that must control every byte: one that writes many
-    frames at once, or a peer that never answers."""
+    """A WebSocket opened by hand (loadtests/frames.py), for tests that must control every byte:
+    one that writes many frames at once, or a peer that never answers."""
     host, port = base_url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: Bearer {token}\r\n\r\n"
-        ).encode()
-    )
+    writer.write(upgrade_request(f"{host}:{port}", path, token))
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert head.startswith(b"HTTP/1.1 101"), head
     return reader, writer
 
 
 def text_frame(text: str) -> bytes:
-    """A client text frame (under 126 bytes), masked with a zero key as the protocol allows."""
-    payload = text.encode()
-    return bytes([0x81, 0x80 | len(payload)]) + bytes(4) + payload
+    return client_frame(text.encode())
 
 
 async def frames_until_close(reader: asyncio.StreamReader) -> tuple[list[str], int]:
     """The server's text frames up to its close frame, and the close code."""
     texts = []
     while True:
-        opcode, length = await reader.readexactly(2)
-        if length == 126:
-            length = int.from_bytes(await reader.readexactly(2), "big")
-        payload = await reader.readexactly(length)
-        if opcode & 0x0F == 0x8:
+        opcode, payload = await read_server_frame(reader)
+        if opcode == CLOSE:
             return texts, int.from_bytes(payload[:2], "big")
         texts.append(payload.decode())

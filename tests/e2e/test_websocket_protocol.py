@@ -13,6 +13,7 @@ import jwt
 import pytest
 import websockets
 
+from loadtests.frames import upgrade_request
 from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.harness import Socket, Stack, frames_until_close, raw_websocket, running_stack
 from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET, auth, register
@@ -165,19 +166,12 @@ async def test_deeply_nested_fields_get_bad_message_and_the_socket_survives(base
         await socket.close()
 
 
-async def refused_upgrade(base: str, path: str, extra_headers: str = "") -> tuple[bytes, bytes]:
+async def refused_upgrade(base: str, path: str, *headers: str) -> tuple[bytes, bytes]:
     """Send an upgrade by hand; the server's whole answer and what it sends after it (b"" once
     it closed the connection). The timeouts are generous: before the fix no answer ever came."""
     host, port = base.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-            f"{extra_headers}\r\n"
-        ).encode()
-    )
+    writer.write(upgrade_request(f"{host}:{port}", path, headers=headers))
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
         rest = await asyncio.wait_for(reader.read(), 20)  # the body, then EOF
@@ -193,11 +187,10 @@ async def test_an_oversized_upgrade_is_answered_and_closed(base: str) -> None:
     head, rest = await refused_upgrade(base, "/v1/driver/ws?token=" + "a" * 9000)
     assert head.startswith(b"HTTP/1.1 414 "), head
     assert b"expected no more than 8192 bytes" in rest, rest
-    long_header = "X-Padding: " + "b" * 9000 + "\r\n"
-    head, _ = await refused_upgrade(base, "/v1/rider/ws", long_header)
+    head, _ = await refused_upgrade(base, "/v1/rider/ws", "X-Padding: " + "b" * 9000)
     assert head.startswith(b"HTTP/1.1 431 "), head
-    many_headers = "".join(f"X-H{i}: {i}\r\n" for i in range(200))
-    head, _ = await refused_upgrade(base, "/v1/rider/ws", many_headers)
+    many_headers = [f"X-H{i}: {i}" for i in range(200)]
+    head, _ = await refused_upgrade(base, "/v1/rider/ws", *many_headers)
     assert head.startswith(b"HTTP/1.1 431 "), head
     # The server is unharmed: a normal upgrade still works.
     rider = register(base, "rider", "After Long Line")
