@@ -8,9 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
+from dispatch.accounts import service as accounts_service
 from dispatch.app import create_app
-from dispatch.core import clock
+from dispatch.core import clock, security
 from dispatch.core.settings import Settings
 from tests.conftest import Account, make_account
 
@@ -221,6 +223,54 @@ async def test_register_and_login_rules(client: httpx.AsyncClient) -> None:
         "/v1/auth/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
     )
     assert me.json()["email"] == email and "password" not in str(me.json())
+
+
+async def test_a_taken_email_costs_what_a_new_one_costs(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18.6: a taken email was answered without hashing the password or writing, so it
+    answered in a fifth of the time. Now both paths hash once and send the same statements."""
+    hashed: list[str] = []
+    statements: list[str] = []
+
+    def counting_hash(password: str) -> str:
+        hashed.append(password)
+        return security.hash_password(password)
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    def committed(conn: Any) -> None:
+        statements.append("COMMIT")
+
+    monkeypatch.setattr(accounts_service, "hash_password", counting_hash)
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    event.listen(engine, "commit", committed)
+    taken = {
+        "email": f"taken-{uuid.uuid4().hex[:8]}@test.coop",
+        "password": "long-enough-pw",
+        "name": "Taken",
+        "role": "rider",
+    }
+    try:
+        await client.post("/v1/auth/register", json=taken)
+        work = {}
+        for path, body in (
+            ("new", taken | {"email": f"new-{uuid.uuid4().hex[:8]}@test.coop"}),
+            ("taken", taken | {"password": "another-pw-123"}),
+        ):
+            hashed.clear()
+            statements.clear()
+            answer = await client.post("/v1/auth/register", json=body)
+            assert answer.status_code == 202
+            work[path] = (len(hashed), list(statements))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+        event.remove(engine, "commit", committed)
+    assert work["new"] == work["taken"], work
+    assert work["new"][0] == 1
+    assert work["new"][1] == ["INSERT INTO user_account", "COMMIT"]
 
 
 async def test_empty_earnings_are_in_the_coops_currency(settings: Settings) -> None:

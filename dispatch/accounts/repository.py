@@ -29,6 +29,17 @@ class AccountRepository:
         query = select(func.count()).select_from(Driver).where(Driver.is_online)
         return (await self.session.execute(query)).scalar_one()
 
+    async def add_user_if_new(self, user: dict[str, Any]) -> uuid.UUID | None:
+        """Insert the user unless its email is taken (also by a concurrent insert): its id, or
+        None. One statement either way, so a taken email costs the same round trip."""
+        query = (
+            insert(UserAccount)
+            .values(user)
+            .on_conflict_do_nothing(index_elements=[UserAccount.email])
+            .returning(UserAccount.id)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
     async def add_users_if_missing(self, users: Sequence[dict[str, Any]]) -> int:
         """Bulk insert (a few statements for thousands of rows) of the users whose email is not
         taken; the number inserted."""

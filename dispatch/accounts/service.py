@@ -4,7 +4,6 @@ import asyncio
 import uuid
 
 import phonenumbers
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.accounts.models import Driver, Role, UserAccount
@@ -46,22 +45,20 @@ def e164(phone: str, default_region: str) -> str:
 async def register(session: AsyncSession, body: RegisterRequest, settings: Settings) -> None:
     """Create the account unless the email is taken, and answer alike either way.
 
-    The password is hashed on both paths, so a taken email costs the same argon2 work as a new
-    one and its answer's timing does not tell that the email has an account.
+    Both paths hash the password (the argon2 work is most of the time) and send the same insert,
+    which a taken email turns into no row; so the answer's timing does not tell that the email
+    has an account. Only a new driver's profile is one more insert.
     """
     phone = e164(body.phone, settings.phone_default_region) if body.phone else None
     password_hash = await asyncio.to_thread(hash_password, body.password)
-    repository = AccountRepository(session)
-    user = await _create_account(
+    user_id = await _create_account(
         session, body.email, password_hash, body.name, Role(body.role), phone
     )
-    if user is None:
-        return
-    if user.role is Role.driver:
+    if user_id is not None and body.role == Role.driver.value:
         vehicle = body.vehicle
-        repository.add(
+        AccountRepository(session).add(
             Driver(
-                user_id=user.id,
+                user_id=user_id,
                 vehicle_make=vehicle.make if vehicle else None,
                 vehicle_model=vehicle.model if vehicle else None,
                 vehicle_color=vehicle.color if vehicle else None,
@@ -78,26 +75,18 @@ async def _create_account(
     name: str,
     role: Role,
     phone: str | None = None,
-) -> UserAccount | None:
-    """The new account, or None when the email is taken (also by a concurrent request)."""
-    repository = AccountRepository(session)
-    if await repository.by_email(email) is not None:
-        return None
-    user = UserAccount(
-        id=uuid.uuid4(),
-        email=email.lower(),
-        password_hash=password_hash,
-        name=name,
-        phone=phone,
-        role=role,
+) -> uuid.UUID | None:
+    """The new account's id, or None when the email is taken (also by a concurrent request)."""
+    return await AccountRepository(session).add_user_if_new(
+        {
+            "id": uuid.uuid4(),
+            "email": email.lower(),
+            "password_hash": password_hash,
+            "name": name,
+            "phone": phone,
+            "role": role,
+        }
     )
-    try:
-        async with session.begin_nested():
-            repository.add(user)
-            await session.flush()
-    except IntegrityError:
-        return None
-    return user
 
 
 async def create_operator(
@@ -108,9 +97,10 @@ async def create_operator(
     if len(password) < 8:
         raise Unprocessable("the password needs at least 8 characters", code="weak_password")
     password_hash = await asyncio.to_thread(hash_password, password)
-    user = await _create_account(
+    user_id = await _create_account(
         session, canonical_email(email), password_hash, name, Role.operator
     )
+    user = await AccountRepository(session).user(user_id) if user_id is not None else None
     if user is None:
         raise Conflict("an account with this email already exists", code="email_taken")
     return user

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import statistics
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -242,23 +240,20 @@ async def test_quotes_are_rate_limited_per_rider_and_per_address(strict_api: str
 
 
 async def test_a_taken_email_answers_like_a_new_one(apis: tuple[str, str]) -> None:
-    """Issue 18.6: `409 email_taken` answered in 4 ms, a new email in 26 ms (argon2)."""
+    """Issue 18.6: `409 email_taken` answered in 4 ms, a new email in 26 ms (argon2). The same
+    bytes here; that both paths do the same work is `tests/test_rides_api.py::
+    test_a_taken_email_costs_what_a_new_one_costs` (timing is not asserted: see
+    docs/reliability.md for the measured figures)."""
     taken = new_account()
     async with httpx.AsyncClient(base_url=apis[0]) as client:
         first = await client.post("/v1/auth/register", json=taken)
         assert first.status_code == 202
-        new_times, taken_times, bodies = [], [], set()
-        for _ in range(9):
-            for body, times in ((new_account(), new_times), (taken, taken_times)):
-                started = time.perf_counter()
+        bodies = set()
+        for _ in range(5):
+            for body in (new_account(), taken, new_account("driver"), taken | {"role": "driver"}):
                 answer = await client.post("/v1/auth/register", json=body)
-                times.append(time.perf_counter() - started)
                 bodies.add((answer.status_code, answer.content))
-    # Same status, same bytes; and the taken path does the same password hashing (its median
-    # is not a fraction of the new one's, as it was before: 4 ms against 26 ms).
     assert len(bodies) == 1, bodies
-    ratio = statistics.median(taken_times) / statistics.median(new_times)
-    assert 0.5 < ratio < 2, (ratio, new_times, taken_times)
 
 
 async def raw_exchange(
