@@ -34,6 +34,7 @@ import numpy as np
 
 from dispatch.core.clock import utcnow
 from dispatch.core.database import create_engine, create_sessionmaker
+from dispatch.core.heap import freeze_startup_heap
 from dispatch.core.redis import Redis, RegionKeys, create_redis
 from dispatch.core.settings import get_settings
 from dispatch.dispatcher.cycle import CycleReport, matching_settings, run_cycle
@@ -157,6 +158,8 @@ async def measure_size(
         )
         engine_key = batch_cycle.load_fleet(sync_redis, engine_drivers, region="engine-only")
         eta = StraightLineEta(speed_kmh=settings.eta_speed_kmh, circuity=settings.eta_circuity)
+        if settings.gc_freeze:
+            freeze_startup_heap()  # as the dispatcher process does once it has started
         waited = [timedelta(seconds=float(w)) for w in requests.waited_s]
         for cycle in range(cycles + 1):  # the first of each kind warms caches and code
             await world.reset_batch(ride_ids, waited, utcnow())
@@ -184,9 +187,12 @@ async def measure_size(
                 f"  {n_requests}x{n_drivers} cycle {cycle}: real {report.cycle_ms:.1f} ms "
                 f"({report.offers_sent} offers, loop stall {watch.longest_ms:.1f} ms), "
                 f"engine-only {engine_times.total_ms:.1f} ms ({engine_times.matched}); "
-                f"real snapshot {report.snapshot_ms:.0f} plan {report.plan_ms:.0f} "
-                f"write {report.write_ms:.0f} commit {report.commit_ms:.0f} "
-                f"publish {report.publish_ms:.0f}; engine snapshot {engine_times.snapshot_ms:.0f} "
+                f"real snapshot {getattr(report, 'snapshot_ms', 0):.0f} "
+                f"plan {getattr(report, 'plan_ms', 0):.0f} "
+                f"write {getattr(report, 'write_ms', 0):.0f} "
+                f"commit {getattr(report, 'commit_ms', 0):.0f} "
+                f"publish {getattr(report, 'publish_ms', 0):.0f}; "
+                f"engine snapshot {engine_times.snapshot_ms:.0f} "
                 f"plan {engine_times.plan_ms:.0f} write {engine_times.write_ms:.0f}",
                 flush=True,
             )
@@ -267,7 +273,7 @@ def render(runs: Sequence[SizeRun], command: str, uptime: tuple[str, str], when:
     for run in runs:
 
         def m(name: str, run: SizeRun = run) -> float:
-            return statistics.median(getattr(r, name) for r in run.real) if run.real else 0.0
+            return statistics.median(getattr(r, name, 0.0) for r in run.real) if run.real else 0.0
 
         lines.append(
             f"| {run.n_requests:,} × {run.n_drivers:,} | {m('snapshot_ms'):.1f} | "
