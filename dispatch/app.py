@@ -83,7 +83,9 @@ def create_app(
         if settings.gc_freeze:
             freeze_startup_heap()
         dispatcher = (
-            asyncio.create_task(dispatch_forever(state, settings, state.eta, periodic_jobs))
+            asyncio.create_task(
+                dispatch_forever(state, settings, state.eta, periodic_jobs, state.on_cycle)
+            )
             if with_dispatcher
             else None
         )

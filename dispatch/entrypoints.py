@@ -43,16 +43,21 @@ def api_and_dispatcher() -> FastAPI:
 
 async def run_dispatcher(settings: Settings) -> None:
     state = ProcessState.open(settings, pool_size=4)
-    start_dispatcher_metrics(
-        state,
+    metrics = start_dispatcher_metrics(
         settings.dispatcher_metrics_host,
         settings.dispatcher_metrics_port,
-        settings.metrics_token,
+        token=settings.metrics_token,
     )
     if settings.gc_freeze:
         freeze_startup_heap()
     try:
-        await dispatch_forever(state, settings, default_eta(settings), periodic_jobs(settings))
+        await dispatch_forever(
+            state,
+            settings,
+            default_eta(settings),
+            periodic_jobs(settings),
+            on_cycle=metrics.observe,
+        )
     finally:
         await state.close()
 

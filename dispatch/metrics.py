@@ -305,13 +305,13 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def start_dispatcher_metrics(
-    state: Any, host: str, port: int, token: str = ""
-) -> CollectorRegistry:
-    """Hooks the dispatcher cycles and serves them on `host:port` (port 0: collect only), to the
-    metrics token when set; without one only on a loopback address."""
+def start_dispatcher_metrics(host: str, port: int, *, token: str) -> DispatcherMetrics:
+    """The dispatcher's cycle metrics (pass `observe` to the worker as its `on_cycle`), served
+    on `host:port` (port 0: collect only) to the metrics token when set; without one only on a
+    loopback address. `token` is required by name: a caller that dropped it once served the
+    metrics to everyone on loopback and to no one elsewhere."""
     registry = CollectorRegistry()
-    state.on_cycle = DispatcherMetrics(registry).observe
+    metrics = DispatcherMetrics(registry)
     if port and not token and not _loopback(host):
         log.warning(
             "dispatcher metrics not served on %s: set COOP_METRICS_TOKEN to serve them beyond "
@@ -328,7 +328,7 @@ def start_dispatcher_metrics(
             log.warning("dispatcher metrics not served on %s:%d: %s", host, port, exc)
         else:
             log.info("dispatcher metrics on http://%s:%d/metrics", host, port)
-    return registry
+    return metrics
 
 
 def _loopback(host: str) -> bool:

@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 REGIONS_RELOAD_S = 60.0
 
+# Told of every region's cycle (the process's metrics).
+CycleHook = Callable[[CycleReport], None]
+
 
 @dataclass(frozen=True)
 class PeriodicJob:
@@ -40,7 +43,11 @@ async def region_ids(state: Any) -> list[str]:
 
 
 async def dispatch_forever(
-    state: Any, settings: Settings, eta: EtaModel, jobs: Sequence[PeriodicJob] = ()
+    state: Any,
+    settings: Settings,
+    eta: EtaModel,
+    jobs: Sequence[PeriodicJob] = (),
+    on_cycle: CycleHook | None = None,
 ) -> None:
     regions: list[str] = []
     regions_loaded = 0.0
@@ -65,7 +72,7 @@ async def dispatch_forever(
             except Exception:
                 log.exception("dispatch cycle failed for region %s; retrying next interval", region)
                 continue
-            observe(state, report)
+            observe(report, on_cycle)
         for job in jobs:
             if time.monotonic() - last_run[job.name] >= job.every_s:
                 last_run[job.name] = time.monotonic()
@@ -83,10 +90,9 @@ async def _run_job(state: Any, job: PeriodicJob) -> None:
         log.exception("periodic job %s failed; retrying on its next turn", job.name)
 
 
-def observe(state: Any, report: CycleReport) -> None:
-    hook = getattr(state, "on_cycle", None)
-    if hook is not None:
-        hook(report)
+def observe(report: CycleReport, on_cycle: CycleHook | None) -> None:
+    if on_cycle is not None:
+        on_cycle(report)
     if report.offers_sent or report.unfulfilled or report.expired_offers:
         log.info(
             "region=%s open=%d drivers=%d offers=%d expired=%d unfulfilled=%d "

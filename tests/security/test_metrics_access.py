@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +14,7 @@ import pytest
 from dispatch.core.settings import Settings
 from dispatch.metrics import start_dispatcher_metrics
 from tests.conftest import METRICS_HEADERS, Account
-from tests.e2e.harness import free_port
+from tests.e2e.harness import free_port, running_stack
 
 FIGURES = ("coop_rides", "coop_offers", "coop_drivers_online")
 
@@ -64,7 +64,7 @@ def _listening(port: int) -> bool:
 async def test_dispatcher_metrics_need_the_token_and_stay_local_without_one() -> None:
     token = METRICS_HEADERS["Authorization"].removeprefix("Bearer ")
     port = free_port()
-    start_dispatcher_metrics(SimpleNamespace(), "127.0.0.1", port, token)
+    start_dispatcher_metrics("127.0.0.1", port, token=token)
     url = f"http://127.0.0.1:{port}/metrics"
 
     def get(**headers: Any) -> httpx.Response:
@@ -80,6 +80,37 @@ async def test_dispatcher_metrics_need_the_token_and_stay_local_without_one() ->
 
     # No token: served on a loopback address only, never on every interface.
     local, everywhere = free_port(), free_port()
-    start_dispatcher_metrics(SimpleNamespace(), "127.0.0.1", local, "")
-    start_dispatcher_metrics(SimpleNamespace(), "0.0.0.0", everywhere, "")
+    start_dispatcher_metrics("127.0.0.1", local, token="")
+    start_dispatcher_metrics("0.0.0.0", everywhere, token="")
     assert _listening(local) and not _listening(everywhere)
+
+
+async def test_a_dispatcher_process_serves_its_metrics_to_the_token_only(
+    tmp_path: Path,
+) -> None:
+    """Through `coop-dispatch dispatcher` itself: its main once dropped the token on the way
+    to the metrics server, which then served every local caller (found in review)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    with running_stack(tmp_path, dispatcher_metrics_port=str(port)) as stack:
+        dispatcher = stack.start_dispatcher("dispatcher-metrics")
+
+        def get(**headers: Any) -> httpx.Response | None:
+            try:
+                return httpx.get(url, headers=headers, timeout=2)
+            except httpx.HTTPError:
+                return None
+
+        for _ in range(150):
+            allowed = await asyncio.to_thread(get, **METRICS_HEADERS)
+            # Its cycles reach the metrics too (the worker's on_cycle hook).
+            if allowed is not None and "coop_dispatch_cycles_total{" in allowed.text:
+                break
+            assert dispatcher.popen.poll() is None, dispatcher.log.read_text()
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError(f"no cycle metrics from the dispatcher at {url}")
+        assert allowed.status_code == 200
+        anonymous = await asyncio.to_thread(get)
+        assert anonymous is not None and anonymous.status_code == 401
+        assert anonymous.json()["error"] == "metrics_token_required"
