@@ -23,12 +23,22 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _database_answers() -> None:
+    """Server roles start only when PostgreSQL answers: a wrong URL or a database that is down is
+    one line and exit 2 here, not a failed lifespan's traceback (api) or retries forever
+    (dispatcher). Outages after the start are ridden out as before."""
+    from dispatch.core.database import check_reachable
+
+    asyncio.run(check_reachable(get_settings()))
+
+
 def _uvicorn(args: argparse.Namespace, factory: str) -> int:
     import uvicorn
 
     from dispatch.core.http_protocol import HttpProtocol
     from dispatch.core.websocket_protocol import WebSocketProtocol
 
+    _database_answers()
     settings = get_settings()
     uvicorn.run(
         factory,
@@ -56,6 +66,7 @@ def _api(args: argparse.Namespace) -> int:
 def _dispatcher(args: argparse.Namespace) -> int:
     from dispatch.entrypoints import run_dispatcher
 
+    _database_answers()
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -100,6 +111,16 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's; trace: API
+
+
+def port(text: str) -> int:
+    number = int(text)
+    if not 0 <= number <= 65535:
+        raise ValueError(text)  # argparse: "invalid port value"
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = command_line.OneLineParser(prog="coop-dispatch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -110,11 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--host", default="127.0.0.1")
-        command.add_argument("--port", type=int, default=8000)
-        command.add_argument("--log-level", default="info")
+        command.add_argument("--port", type=port, default=8000)
+        command.add_argument("--log-level", choices=LOG_LEVELS, default="info")
         command.set_defaults(run=run)
     dispatcher = commands.add_parser("dispatcher", help="the dispatcher role only (run any number)")
-    dispatcher.add_argument("--log-level", default="info")
+    dispatcher.add_argument("--log-level", choices=LOG_LEVELS[:-1], default="info")
     dispatcher.set_defaults(run=_dispatcher)
     commands.add_parser("demo", help="seed the demo co-op (idempotent)").set_defaults(run=_demo)
     seed = commands.add_parser("seed", help="bulk-create load-test riders and drivers (idempotent)")

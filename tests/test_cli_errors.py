@@ -73,6 +73,8 @@ def test_simulate_with_a_file_it_cannot_read(
         (("simulate", "--trips", "t.csv", "--start", "noon", "--end", "x", "--fleet", "1"),
          ("--start", "noon")),
         (("seed", "--riders", "many"), ("--riders", "many")),
+        (("api", "--port", "70000"), ("invalid port value: '70000'",)),
+        (("dispatcher", "--log-level", "loud"), ("invalid choice: 'loud'",)),
         (("operator", "create"), ("--email",)),
     ],
 )  # fmt: skip
@@ -88,7 +90,15 @@ def test_simulate_refuses_an_unknown_policy(trips: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [("migrate",), ("governance", "verify"), ("seed", "--riders", "1", "--drivers", "1")]
+    "command",
+    [
+        ("migrate",),
+        ("governance", "verify"),
+        ("seed", "--riders", "1", "--drivers", "1"),
+        ("api", "--port", "0"),
+        ("serve", "--port", "0"),
+        ("dispatcher",),
+    ],
 )
 def test_an_unreachable_database_is_one_line(command: tuple[str, ...]) -> None:
     done = coop_dispatch(*command, COOP_DATABASE_URL="postgresql://postgres@127.0.0.1:9/nowhere")

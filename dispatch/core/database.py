@@ -34,6 +34,16 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+async def check_reachable(settings: Settings) -> None:
+    """Connect once (raising the driver's error when PostgreSQL does not answer); no statement."""
+    engine = create_engine(settings, pool_size=1, max_overflow=0)
+    try:
+        async with engine.connect():
+            pass
+    finally:
+        await engine.dispose()
+
+
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     options: dict[str, Any] = {
         "pool_size": 10,
