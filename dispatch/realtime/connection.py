@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
-from sqlalchemy import select
 from starlette.websockets import WebSocketState
 
 from dispatch.accounts.dependencies import websocket_token
@@ -30,8 +29,8 @@ from dispatch.core.redis import RegionKeys
 from dispatch.core.security import TokenClaims, decode_access_token
 from dispatch.core.settings import Settings
 from dispatch.events.hub import RESYNC
-from dispatch.events.models import Event
 from dispatch.events.outbox import event_message
+from dispatch.events.repository import EventRepository
 
 if TYPE_CHECKING:
     from dispatch.state import AppState  # which holds this module's ConnectionLimiter
@@ -342,16 +341,11 @@ async def _replay(
     app_state: SessionSource, connection: Connection, after: int, since: datetime | None = None
 ) -> None:
     async with transaction(app_state) as session:
-        query = (
-            select(Event)
-            .where(Event.user_id == connection.user_id, Event.id > after)
-            .order_by(Event.id)
-            .limit(REPLAY_LIMIT)
+        missed = await EventRepository(session).missed(
+            connection.user_id, after, REPLAY_LIMIT, since
         )
-        if since is not None:
-            query = query.where(Event.created_at >= since)
-        for event in (await session.execute(query)).scalars():
-            connection.send(event_message(event))
+    for event in missed:
+        connection.send(event_message(event))
 
 
 async def _pump_live(
