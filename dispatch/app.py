@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dispatch.core.database import create_engine, create_sessionmaker, transaction
@@ -21,6 +20,7 @@ from dispatch.core.log_privacy import install_log_privacy
 from dispatch.core.nul_guard import RejectNulMiddleware
 from dispatch.core.openapi import document_auth_errors
 from dispatch.core.redis import RegionKeys, create_redis
+from dispatch.core.repository import HealthRepository
 from dispatch.core.settings import Settings, get_settings
 from dispatch.dispatcher.plausibility import PositionGate
 from dispatch.dispatcher.presence import LocationIndex
@@ -165,7 +165,7 @@ def create_app(
     async def readyz(request: Request) -> JSONResponse:
         try:
             async with state.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+                await HealthRepository(connection).ping()
             await state.redis.ping()
         except Exception as exc:
             return JSONResponse(
