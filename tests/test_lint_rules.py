@@ -64,7 +64,7 @@ CLEAN = {
 }
 
 OFFENDERS = {
-    "dispatch/rides/events.py": (
+    "dispatch/rides/messages.py": (
         "import sqlalchemy as sa\nfrom sqlalchemy import update as sql_update\n"
         "async def rewrite(session):\n"
         "    await session.execute(sql_update(1))\n"
@@ -92,9 +92,9 @@ def test_every_offender_is_named(lint_rules: ModuleType, tmp_path: Path) -> None
     problems = lint_rules.check(write(tmp_path, {**CLEAN, **OFFENDERS}), {}, {})
     text = "\n".join(problems)
     for found in (
-        "dispatch/rides/events.py:4: [queries] session.execute(...)",
-        "dispatch/rides/events.py:4: [queries] sql_update(...)",
-        "dispatch/rides/events.py:5: [queries] sa.select(...)",
+        "dispatch/rides/messages.py:4: [queries] session.execute(...)",
+        "dispatch/rides/messages.py:4: [queries] sql_update(...)",
+        "dispatch/rides/messages.py:5: [queries] sa.select(...)",
         "dispatch/metrics.py:2: [queries] text(...)",
         "dispatch/metrics.py:4: [queries] connection.scalar(...)",
         "governance/service.py:2: [queries] session.get(...)",

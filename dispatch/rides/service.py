@@ -30,7 +30,7 @@ from dispatch.events.outbox import (
 )
 from dispatch.fares.repository import FareRepository
 from dispatch.fares.service import rider_quote
-from dispatch.rides import events
+from dispatch.rides import messages
 from dispatch.rides.models import (
     RIDER_OPEN_INDEX,
     TERMINAL_STATUSES,
@@ -155,7 +155,7 @@ async def cancel_by_rider(
     record_event(session, rider_id, "ride.cancelled", payload, ride.id)
     if ride.driver_id is not None:
         record_event(session, ride.driver_id, "ride.cancelled", payload, ride.id)
-        await events.forget_rider_contact(session, ride.driver_id, ride.id)
+        await messages.forget_rider_contact(session, ride.driver_id, ride.id)
     await session.flush()
     return ride
 
@@ -188,7 +188,7 @@ async def accept_offer(session: AsyncSession, driver_id: uuid.UUID, offer_id: uu
             await session.flush()
     except IntegrityError:
         raise Conflict("you already have an active ride", code="driver_busy") from None
-    await events.ride_matched(session, ride)
+    await messages.ride_matched(session, ride)
     return ride
 
 
@@ -264,7 +264,7 @@ async def advance_by_driver(
         payload = {"status": target.value, "receipt": receipt}
         record_event(session, ride.rider_id, "ride.completed", payload, ride.id)
         record_event(session, driver_id, "ride.completed", payload, ride.id)
-        await events.forget_rider_contact(session, driver_id, ride.id)
+        await messages.forget_rider_contact(session, driver_id, ride.id)
     await session.flush()
     return ride
 
@@ -299,7 +299,7 @@ async def cancel_by_driver(
         {"status": "cancelled", "cancelled_by": "driver"},
         ride.id,
     )
-    await events.forget_rider_contact(session, driver_id, ride.id)
+    await messages.forget_rider_contact(session, driver_id, ride.id)
     await session.flush()
     return ride
 
@@ -543,7 +543,7 @@ def draft_offers(
         driver_ids=[driver_id for _, driver_id, _ in assignments],
         eta_s=[int(eta_s) for _, _, eta_s in assignments],
         payloads=[
-            events.offer_payload(offer_id, rides[ride_id], eta_s, expires_text)
+            messages.offer_payload(offer_id, rides[ride_id], eta_s, expires_text)
             for offer_id, (ride_id, _, eta_s) in zip(offer_ids, assignments, strict=True)
         ],
         created_at=now,

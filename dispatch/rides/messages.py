@@ -1,4 +1,5 @@
-"""The ride events riders and drivers receive; shapes are documented in docs/api.md."""
+"""The messages riders and drivers receive about their rides (outbox payloads); shapes are in
+docs/api.md. The outbox itself is `dispatch/events/`."""
 
 from __future__ import annotations
 
