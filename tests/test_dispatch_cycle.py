@@ -20,7 +20,8 @@ from dispatch.events.models import Event
 from dispatch.simulation import real_cycle
 from dispatch.simulation.repository import WorldRepository
 from tests.conftest import TEST_DATABASE_URL
-from tests.fixtures.dispatching import current_offer, cycle, online_driver, request_ride
+from tests.fixtures.dispatching import current_offer, cycle, online_driver, place, request_ride
+from tests.fixtures.regions import CENTER
 
 
 async def events_of(app: Any, user_id: str, kind: str) -> list[Event]:
@@ -277,3 +278,21 @@ async def test_a_batch_of_more_than_5000_offers_is_written_and_published_whole(
         "ride_id": str(rides[0]),
         **event.payload,
     }
+
+
+async def test_a_driver_without_an_account_row_does_not_sink_the_batch(
+    client: httpx.AsyncClient, app: Any, region: str
+) -> None:
+    """A position can outlive its account (deleted while its socket streams until the token's
+    expiry): its offer broke the batch's one insert on the foreign key, and nobody was offered."""
+    lat, lng = CENTER
+    ghost = str(uuid.uuid4())
+    await place(app, region, ghost, lat, lng)
+    _, ghost_ride = await request_ride(client, lat, lng)
+    driver = await online_driver(client, app, region, lat + 0.2, lng + 0.2)
+    _, ride = await request_ride(client, lat + 0.2, lng + 0.2)
+    report = await cycle(app, region)
+    assert report.offered == [(ride, driver.id)]
+    offer = await current_offer(client, driver)
+    assert offer is not None and offer["ride_id"] == ride
+    assert ghost_ride not in {ride_id for ride_id, _ in report.offered}

@@ -49,6 +49,8 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         "pool_size": 10,
         "max_overflow": 20,
         "pool_pre_ping": True,
+        # A failed statement's message would carry its parameters: riders' places, emails.
+        "hide_parameters": True,
         "connect_args": {
             "timeout": settings.database_connect_timeout_s,
             "command_timeout": settings.database_command_timeout_s,

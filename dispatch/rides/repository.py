@@ -323,6 +323,8 @@ WITH batch AS (
     SELECT id, ride_id, driver_id, 'pending', eta_s,
            CAST(:now AS timestamptz), CAST(:expires_at AS timestamptz)
     FROM batch
+    -- A position can outlive its account: such a driver is skipped, not the whole batch.
+    WHERE EXISTS (SELECT 1 FROM driver WHERE driver.user_id = batch.driver_id)
     ORDER BY position
     ON CONFLICT DO NOTHING
     RETURNING id
