@@ -78,7 +78,7 @@ def account(role: Role) -> UserAccount:
     )
 
 
-async def test_0004_keeps_each_riders_newest_open_ride_and_cancels_the_rest(
+async def test_0004_keeps_one_open_ride_per_rider_and_cancels_the_rest(
     scratch: ProcessState, settings: Settings
 ) -> None:
     """Riders who got several open rides from concurrent requests (issue 18.2) stopped 0004,
@@ -106,21 +106,61 @@ async def test_0004_keeps_each_riders_newest_open_ride_and_cancels_the_rest(
         session.add(offer)
         second_quote = await create_quote(session, settings, StraightLineEta(), rider.id, TRIP)
 
+        # A second rider, whose older ride has its driver at the pickup and a newer one matched.
+        riding, at_pickup, matched_driver = (
+            account(Role.rider),
+            account(Role.driver),
+            account(Role.driver),
+        )
+        session.add_all([riding, at_pickup, matched_driver])
+        await session.flush()
+        session.add_all([Driver(user_id=at_pickup.id), Driver(user_id=matched_driver.id)])
+        more_quotes = [
+            (await create_quote(session, settings, StraightLineEta(), riding.id, TRIP)).id
+            for _ in range(2)
+        ]
+
     migrated("downgrade", "0003")
-    newer = uuid.uuid4()
+    newer, arrived, matched = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with transaction(scratch) as session:
-        # What the race left: a second open ride, requested a minute later.
+        # What the race left: more open rides, requested later than the first.
+        for ride_id, rider_id, quote_id, status, driver_id, minutes in (
+            (newer, rider.id, second_quote.id, "requested", None, 1),
+            (arrived, riding.id, more_quotes[0], "arrived", at_pickup.id, 0),
+            (matched, riding.id, more_quotes[1], "matched", matched_driver.id, 1),
+        ):
+            await session.execute(
+                text(
+                    "INSERT INTO ride (id, rider_id, driver_id, quote_id, region_id, status, "
+                    "pickup_lat, pickup_lng, dropoff_lat, dropoff_lng, distance_m, duration_s, "
+                    "total_cents, driver_cents, coop_cents, currency, policy_version, "
+                    "requested_at) "
+                    "SELECT :id, :rider, :driver, :quote, region_id, :status, pickup_lat, "
+                    "pickup_lng, dropoff_lat, dropoff_lng, distance_m, duration_s, total_cents, "
+                    "driver_cents, coop_cents, currency, policy_version, "
+                    "requested_at + make_interval(mins => :minutes) FROM ride WHERE id = :older"
+                ),
+                {
+                    "id": ride_id,
+                    "rider": rider_id,
+                    "driver": driver_id,
+                    "quote": quote_id,
+                    "status": status,
+                    "minutes": minutes,
+                    "older": older.id,
+                },
+            )
+        # The matched driver was told who the rider is.
         await session.execute(
             text(
-                "INSERT INTO ride (id, rider_id, quote_id, region_id, status, pickup_lat, "
-                "pickup_lng, dropoff_lat, dropoff_lng, distance_m, duration_s, total_cents, "
-                "driver_cents, coop_cents, currency, policy_version, requested_at) "
-                "SELECT :id, rider_id, :quote, region_id, 'requested', pickup_lat, pickup_lng, "
-                "dropoff_lat, dropoff_lng, distance_m, duration_s, total_cents, driver_cents, "
-                "coop_cents, currency, policy_version, requested_at + interval '1 minute' "
-                "FROM ride WHERE id = :older"
+                "INSERT INTO event (user_id, ride_id, type, payload) VALUES (:driver, :ride, "
+                "'ride.assigned', CAST(:payload AS jsonb))"
             ),
-            {"id": newer, "quote": second_quote.id, "older": older.id},
+            {
+                "driver": matched_driver.id,
+                "ride": matched,
+                "payload": '{"ride": {"rider": {"name": "M", "phone": "+12125550100"}}}',
+            },
         )
         last_event = (await session.execute(text("SELECT max(id) FROM event"))).scalar_one()
 
@@ -148,23 +188,37 @@ async def test_0004_keeps_each_riders_newest_open_ride_and_cancels_the_rest(
         assert offer_status == "withdrawn"
         events = (
             await session.execute(
-                text(
-                    "SELECT user_id, ride_id, type, payload FROM event WHERE id > :after "
-                    "ORDER BY id"
-                ),
+                text("SELECT user_id, ride_id, type, payload FROM event WHERE id > :after"),
                 {"after": last_event or 0},
             )
         ).all()
-        assert [(e.user_id, e.ride_id, e.type) for e in events] == [
-            (driver.id, older.id, "offer.withdrawn"),
-            (rider.id, older.id, "ride.cancelled"),
-        ]
-        assert events[0].payload == {"offer_id": str(offer.id)}
-        assert events[1].payload == {
+        system_cancel = {
             "status": "cancelled",
             "cancelled_by": "system",
             "reason": cancelled.cancel_reason,
         }
+        assert {(e.user_id, e.ride_id, e.type): e.payload for e in events} == {
+            (driver.id, older.id, "offer.withdrawn"): {"offer_id": str(offer.id)},
+            (rider.id, older.id, "ride.cancelled"): system_cancel,
+            (riding.id, matched, "ride.cancelled"): system_cancel,
+            (matched_driver.id, matched, "ride.cancelled"): system_cancel,
+        }
+        assert len(events) == 4
+
+        # The ride under way is kept over a newer request: nobody may cancel it.
+        kept = dict(
+            (
+                await session.execute(
+                    text("SELECT id, status FROM ride WHERE rider_id = :r"), {"r": riding.id}
+                )
+            ).all()
+        )
+        assert kept == {arrived: "arrived", matched: "cancelled"}
+        assigned = await session.scalar(
+            text("SELECT payload FROM event WHERE ride_id = :ride AND type = 'ride.assigned'"),
+            {"ride": matched},
+        )
+        assert assigned == {"ride": {"rider": None}}
         # ...and the index that refuses a second open ride is in place.
         indexes = await session.scalar(
             text("SELECT count(*) FROM pg_indexes WHERE indexname = 'uq_ride_rider_open'")
