@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -271,6 +272,31 @@ async def test_a_taken_email_costs_what_a_new_one_costs(
     assert work["new"] == work["taken"], work
     assert work["new"][0] == 1
     assert work["new"][1] == ["INSERT INTO user_account", "COMMIT"]
+
+
+async def test_passwords_are_checked_off_the_event_loop(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login's argon2 check (~30 ms) ran on the event loop, stalling every socket and request
+    of the process for each attempt; sign-up's hash already ran in a thread."""
+    email = f"loop-{uuid.uuid4().hex[:8]}@test.coop"
+    body = {"email": email, "password": "long-enough-pw", "name": "Loop", "role": "rider"}
+    assert (await client.post("/v1/auth/register", json=body)).status_code == 202
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+
+    def recording_verify(password_hash: str, password: str) -> bool:
+        threads.append(threading.get_ident())
+        return security.verify_password(password_hash, password)
+
+    monkeypatch.setattr(accounts_service, "verify_password", recording_verify)
+    for username, password in (
+        (email, "long-enough-pw"),
+        (email, "wrong-password"),
+        ("nobody-" + email, "long-enough-pw"),
+    ):
+        await client.post("/v1/auth/token", data={"username": username, "password": password})
+    assert len(threads) == 3 and loop_thread not in threads
 
 
 async def test_empty_earnings_are_in_the_coops_currency(settings: Settings) -> None:
