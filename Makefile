@@ -38,12 +38,14 @@ test-long: install
 	@$(SERVICES) && $(PY) -m pytest -m long $(PYTEST_ARGS)
 
 # mypy checks the packages listed in pyproject.toml ([tool.mypy] files: every shipped package);
-# scripts/lint_rules.py checks the house rules ruff cannot (queries in repositories, layering).
+# scripts/lint_rules.py checks the house rules ruff cannot (queries in repositories, layering);
+# bandit fails on a medium or high finding (an accepted one carries `# nosec <id>` and its reason).
 lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	$(PY) -m mypy
 	$(PY) scripts/lint_rules.py
+	.venv/bin/bandit -q -r dispatch rider_api driver_api governance loadtests -ll
 
 # pip-audit of requirements.lock; needs an advisory service reachable (fails, never passes, when
 # none answers), so it is not part of `make test`.

@@ -418,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         from dispatch.simulation import bench_report
 
-        saved = pickle.loads(args.render.read_bytes())
+        # The raw results this bench wrote itself: a developer's own file, never untrusted input.
+        saved = pickle.loads(args.render.read_bytes())  # nosec B301
         if args.redo_cycle:
             saved["report"]["cycle_started"] = time.strftime("%F %T %Z")
             saved["report"]["cycle_load_start"] = load_average()
