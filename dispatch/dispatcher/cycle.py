@@ -16,13 +16,12 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 from sqlalchemy import Row
 
 from dispatch.core.clock import utcnow
-from dispatch.core.database import after_commit, transaction
+from dispatch.core.database import SessionSource, after_commit, transaction
 from dispatch.core.redis import RegionKeys
 from dispatch.core.settings import Settings
 from dispatch.dispatcher import presence
@@ -86,7 +85,9 @@ class _Planned:
     offers: service.OfferBatch | None = None
 
 
-async def run_cycle(state: Any, region: str, settings: Settings, eta: EtaModel) -> CycleReport:
+async def run_cycle(
+    state: SessionSource, region: str, settings: Settings, eta: EtaModel
+) -> CycleReport:
     started = time.perf_counter()
     report = CycleReport(region=region)
     keys = RegionKeys(region)
@@ -149,7 +150,9 @@ async def run_cycle(state: Any, region: str, settings: Settings, eta: EtaModel) 
     return report
 
 
-async def _fleet(state: Any, keys: RegionKeys, settings: Settings) -> presence.DriverPositions:
+async def _fleet(
+    state: SessionSource, keys: RegionKeys, settings: Settings
+) -> presence.DriverPositions:
     await presence.prune_silent(state.redis, keys, settings.driver_silence_s)
     return await presence.snapshot(state.redis, keys)
 

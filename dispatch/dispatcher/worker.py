@@ -7,9 +7,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from dispatch.core.database import transaction
+from dispatch.core.database import SessionSource, transaction
 from dispatch.core.settings import Settings
 from dispatch.dispatcher.cycle import CycleReport, run_cycle
 from dispatch.fares.repository import FareRepository
@@ -33,17 +32,17 @@ class PeriodicJob:
     """
 
     name: str
-    run: Callable[[Any], Awaitable[object]]
+    run: Callable[[SessionSource], Awaitable[object]]
     every_s: float = 0.0
 
 
-async def region_ids(state: Any) -> list[str]:
+async def region_ids(state: SessionSource) -> list[str]:
     async with transaction(state) as session:
         return await FareRepository(session).region_ids()
 
 
 async def dispatch_forever(
-    state: Any,
+    state: SessionSource,
     settings: Settings,
     eta: EtaModel,
     jobs: Sequence[PeriodicJob] = (),
@@ -81,7 +80,7 @@ async def dispatch_forever(
         await asyncio.sleep(max(0.05, settings.batch_interval_s - elapsed))
 
 
-async def _run_job(state: Any, job: PeriodicJob) -> None:
+async def _run_job(state: SessionSource, job: PeriodicJob) -> None:
     try:
         await job.run(state)
     except asyncio.CancelledError:

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -37,6 +36,7 @@ from dispatch.core.database import create_engine, create_sessionmaker
 from dispatch.core.heap import freeze_startup_heap
 from dispatch.core.redis import Redis, RegionKeys, create_redis
 from dispatch.core.settings import get_settings
+from dispatch.core.state import ProcessState
 from dispatch.dispatcher.cycle import CycleReport, matching_settings, run_cycle
 from dispatch.matching.batch import DriverSnapshot, RequestBatch
 from dispatch.matching.eta import FloatArray, StraightLineEta
@@ -125,9 +125,7 @@ async def measure_size(
     conn = await asyncpg.connect(settings.database_url.replace("+asyncpg", ""))
     engine = create_engine(settings, pool_size=2)
     redis = create_redis(settings.redis_url)
-    state = SimpleNamespace(
-        settings=settings, engine=engine, sessionmaker=create_sessionmaker(engine), redis=redis
-    )
+    state = ProcessState(settings, engine, create_sessionmaker(engine), redis)
     sync_redis = batch_cycle.bench_redis()
     run = SizeRun(n_requests, n_drivers)
     try:
