@@ -52,8 +52,8 @@ from dispatch.core.settings import Settings, get_settings  # noqa: E402
 from dispatch.simulation.datasets import DATA_DIR  # noqa: E402
 
 PASSWORD = "correct-horse-battery"
-# Fixtures shared beyond one folder (the region of a test's own) live in tests/fixtures/.
-pytest_plugins = ["tests.fixtures.regions"]
+# Fixtures shared beyond one folder: a region of the test's own, the URL of a module's stack.
+pytest_plugins = ["tests.fixtures.regions", "tests.e2e.harness"]
 
 
 async def _recreate_database() -> None:

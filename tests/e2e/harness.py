@@ -10,17 +10,23 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 
 from loadtests.frames import CLOSE, client_frame, read_server_frame, upgrade_request
+from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
+# Two points in the demo co-op's region (New York), as the API takes them.
+TIMES_SQUARE = {"lat": 40.7580, "lng": -73.9855}
+WALL_STREET = {"lat": 40.7061, "lng": -74.0087}
 
 
 def free_port() -> int:
@@ -100,6 +106,38 @@ def running_stack(tmp: Path, **settings: str) -> Iterator[Stack]:
         stack.stop_all()
 
 
+@pytest.fixture(scope="module")
+def base(stack: Stack) -> str:
+    """The URL of the first API process of the module's `stack` (a module-scoped fixture)."""
+    url = stack.processes[0].url
+    assert url is not None
+    return url
+
+
+def register(base: str, role: str, name: str) -> dict[str, Any]:
+    """A new account registered and logged in over a real API process: id, token and name."""
+    email = f"{role}-{uuid.uuid4().hex[:10]}@e2e.coop"
+    body: dict[str, Any] = {"email": email, "password": PASSWORD, "name": name, "role": role}
+    if role == "driver":
+        body["vehicle"] = {
+            "make": "Toyota",
+            "model": "Prius",
+            "color": "white",
+            "plate": f"E2E{name[:3]}",
+        }
+    created = httpx.post(f"{base}/v1/auth/register", json=body)
+    assert created.status_code == 202, created.text
+    token = httpx.post(f"{base}/v1/auth/token", data={"username": email, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    access = token.json()["access_token"]
+    me = httpx.get(f"{base}/v1/auth/me", headers={"Authorization": f"Bearer {access}"})
+    return {"id": me.json()["id"], "token": access, "name": name}
+
+
+def auth(account: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {account['token']}"}
+
+
 class Socket:
     """A WebSocket client that records every message and lets a test wait for one."""
 
@@ -171,6 +209,20 @@ class Socket:
         await self.connection.close()
         with contextlib.suppress(Exception):
             await self._reader
+
+
+async def online_socket(
+    base: str, token: str, lat: float | None = None, lng: float | None = None
+) -> Socket:
+    """A driver's socket, online, and at (lat, lng) once the server acknowledged it if given."""
+    socket = await Socket.open(base, "/v1/driver/ws", token)
+    await socket.wait_for("hello")
+    await socket.send({"type": "status", "status": "online"})
+    await socket.wait_for("status", status="online")
+    if lat is not None and lng is not None:
+        await socket.send({"type": "location", "lat": lat, "lng": lng, "id": 1})
+        await socket.wait_for("location.ack", id=1)
+    return socket
 
 
 async def raw_websocket(

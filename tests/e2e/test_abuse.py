@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.e2e.harness import Stack, running_stack
-from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET, auth, register
+from tests.e2e.harness import TIMES_SQUARE, WALL_STREET, Stack, auth, register, running_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_DATABASE_URL
-from tests.e2e.harness import Socket, Stack, running_stack
-from tests.e2e.test_ride_end_to_end import auth, go_online, register
+from tests.e2e.harness import Socket, Stack, auth, online_socket, register, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +80,9 @@ async def test_fifty_requests_twenty_drivers(stack: Stack) -> None:
         (40.75 + rng.uniform(-0.01, 0.01), -73.99 + rng.uniform(-0.01, 0.01)) for _ in drivers
     ]
     for i, account in enumerate(drivers):
-        sockets.append(await go_online(api_a if i % 2 else api_b, account, *positions[i]))
+        sockets.append(
+            await online_socket(api_a if i % 2 else api_b, account["token"], *positions[i])
+        )
 
     stop = asyncio.Event()
     workers = [

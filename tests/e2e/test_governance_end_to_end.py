@@ -17,8 +17,16 @@ import pytest
 
 from dispatch.fares.pricing import FareRules, price
 from tests.conftest import PASSWORD
-from tests.e2e.harness import ROOT, Stack, running_stack
-from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET, auth, go_online, register
+from tests.e2e.harness import (
+    ROOT,
+    TIMES_SQUARE,
+    WALL_STREET,
+    Stack,
+    auth,
+    online_socket,
+    register,
+    running_stack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +82,7 @@ async def test_members_vote_a_commission_cut_that_the_next_receipt_shows(stack: 
         )
         assert admitted.status_code == 201, admitted.text
     rider = register(api, "rider", "Vera Voter")
-    sockets = [await go_online(api, driver, 40.7585, -73.9850) for driver in drivers]
+    sockets = [await online_socket(api, driver["token"], 40.7585, -73.9850) for driver in drivers]
 
     in_force = httpx.get(f"{api}/v1/governance/policy").json()
     cut = (Decimal(str(in_force["commission_rate"])) - Decimal("0.02")).max(Decimal(0))

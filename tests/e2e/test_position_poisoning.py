@@ -6,14 +6,21 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import METRICS_HEADERS
-from tests.e2e.harness import Socket, Stack, running_stack
-from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET, auth, register
+from tests.e2e.harness import (
+    TIMES_SQUARE,
+    WALL_STREET,
+    Socket,
+    Stack,
+    auth,
+    online_socket,
+    register,
+    running_stack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -27,21 +34,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         running.start_api("api")
         running.start_dispatcher("dispatcher")
         yield running
-
-
-@pytest.fixture(scope="module")
-def base(stack: Stack) -> str:
-    url = stack.processes[0].url
-    assert url is not None
-    return url
-
-
-async def online(base: str, driver: dict[str, Any]) -> Socket:
-    socket = await Socket.open(base, "/v1/driver/ws", driver["token"])
-    await socket.wait_for("hello")
-    await socket.send({"type": "status", "status": "online"})
-    await socket.wait_for("status", status="online")
-    return socket
 
 
 async def stream(socket: Socket, start: tuple[float, float], count: int, tag: str) -> None:
@@ -63,18 +55,21 @@ async def test_a_latitude_past_the_index_range_stops_nobody_else(base: str) -> N
     north, south, parked, attacker = (
         register(base, "driver", name) for name in ("Nora North", "Sid South", "Pat Parked", "Eve")
     )
-    victims = {"n": await online(base, north), "s": await online(base, south)}
+    victims = {
+        "n": await online_socket(base, north["token"]),
+        "s": await online_socket(base, south["token"]),
+    }
     await victims["n"].send({"type": "location", "lat": NORTH[0], "lng": NORTH[1], "id": "n"})
     await victims["s"].send({"type": "location", "lat": SOUTH[0], "lng": SOUTH[1], "id": "s"})
     for tag, socket in victims.items():
         await socket.wait_for("location.ack", id=tag)
 
-    evil = await online(base, attacker)
+    evil = await online_socket(base, attacker["token"])
     await evil.send({"type": "location", "lat": 85.1, "lng": 0, "id": "poison"})
     answer = await evil.wait_for("error", id="poison")
 
     # A driver parked at the pickup shows up after the attack: its first position must index.
-    parked_socket = await online(base, parked)
+    parked_socket = await online_socket(base, parked["token"])
     victims["p"] = parked_socket
     await asyncio.gather(
         stream(victims["n"], NORTH, 10, "n"),
@@ -114,7 +109,7 @@ async def test_a_latitude_past_the_index_range_stops_nobody_else(base: str) -> N
 
 async def test_positions_outside_the_area_or_too_fast_are_refused_and_counted(base: str) -> None:
     driver = register(base, "driver", "Tom Teleport")
-    socket = await online(base, driver)
+    socket = await online_socket(base, driver["token"])
     before = refused(httpx.get(f"{base}/metrics", headers=METRICS_HEADERS).text)
     attempts = [
         ("philadelphia", 39.9526, -75.1652, "outside_service_area"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -11,52 +10,24 @@ import httpx
 import pytest
 
 from dispatch.fares.pricing import FareRules, price
-from tests.conftest import PASSWORD
-from tests.e2e.harness import Socket, Stack, running_stack
+from tests.e2e.harness import (
+    TIMES_SQUARE,
+    WALL_STREET,
+    Socket,
+    Stack,
+    auth,
+    online_socket,
+    register,
+    running_stack,
+)
 
 pytestmark = pytest.mark.e2e
-
-TIMES_SQUARE = {"lat": 40.7580, "lng": -73.9855}
-WALL_STREET = {"lat": 40.7061, "lng": -74.0087}
-
-
-def register(base: str, role: str, name: str) -> dict[str, Any]:
-    email = f"{role}-{uuid.uuid4().hex[:10]}@e2e.coop"
-    body: dict[str, Any] = {"email": email, "password": PASSWORD, "name": name, "role": role}
-    if role == "driver":
-        body["vehicle"] = {
-            "make": "Toyota",
-            "model": "Prius",
-            "color": "white",
-            "plate": f"E2E{name[:3]}",
-        }
-    created = httpx.post(f"{base}/v1/auth/register", json=body)
-    assert created.status_code == 202, created.text
-    token = httpx.post(f"{base}/v1/auth/token", data={"username": email, "password": PASSWORD})
-    assert token.status_code == 200, token.text
-    access = token.json()["access_token"]
-    me = httpx.get(f"{base}/v1/auth/me", headers={"Authorization": f"Bearer {access}"})
-    return {"id": me.json()["id"], "token": access, "name": name}
-
-
-def auth(account: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {account['token']}"}
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Any:
     with running_stack(tmp_path) as running:
         yield running
-
-
-async def go_online(base: str, driver: dict[str, Any], lat: float, lng: float) -> Socket:
-    socket = await Socket.open(base, "/v1/driver/ws", driver["token"])
-    await socket.wait_for("hello")
-    await socket.send({"type": "status", "status": "online"})
-    await socket.wait_for("status", status="online")
-    await socket.send({"type": "location", "lat": lat, "lng": lng, "id": 1})
-    await socket.wait_for("location.ack", id=1)
-    return socket
 
 
 async def test_ride_across_two_api_processes(stack: Stack) -> None:
@@ -70,8 +41,8 @@ async def test_ride_across_two_api_processes(stack: Stack) -> None:
     near = register(api_b, "driver", "Nadia Near")
     far = register(api_a, "driver", "Felix Far")
 
-    near_socket = await go_online(api_b, near, 40.7590, -73.9845)
-    far_socket = await go_online(api_a, far, 40.7650, -73.9800)
+    near_socket = await online_socket(api_b, near["token"], 40.7590, -73.9845)
+    far_socket = await online_socket(api_a, far["token"], 40.7650, -73.9800)
 
     quote = httpx.post(
         f"{api_a}/v1/rider/quotes",

@@ -15,8 +15,17 @@ import websockets
 
 from loadtests.frames import upgrade_request
 from tests.conftest import TEST_JWT_SECRET
-from tests.e2e.harness import Socket, Stack, frames_until_close, raw_websocket, running_stack
-from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET, auth, register
+from tests.e2e.harness import (
+    TIMES_SQUARE,
+    WALL_STREET,
+    Socket,
+    Stack,
+    auth,
+    frames_until_close,
+    raw_websocket,
+    register,
+    running_stack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -28,13 +37,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ) as running:
         running.start_api("api")
         yield running
-
-
-@pytest.fixture(scope="module")
-def base(stack: Stack) -> str:
-    url = stack.processes[0].url
-    assert url is not None
-    return url
 
 
 async def closed_with(

@@ -16,8 +16,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import TEST_DATABASE_URL
-from tests.e2e.harness import Socket, Stack, running_stack
-from tests.e2e.test_ride_end_to_end import register
+from tests.e2e.harness import Socket, Stack, register, running_stack
 from tests.e2e.test_websocket_protocol import forged
 from tests.reliability.proxy import FaultProxy
 
@@ -33,13 +32,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ) as running:
         running.start_api("api")
         yield running
-
-
-@pytest.fixture(scope="module")
-def base(stack: Stack) -> str:
-    url = stack.processes[0].url
-    assert url is not None
-    return url
 
 
 async def delete_account(user_id: str) -> None:

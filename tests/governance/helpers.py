@@ -7,10 +7,9 @@ import httpx
 
 from governance.tasks import close_due_proposals
 from tests.conftest import Account
+from tests.e2e.harness import TIMES_SQUARE, WALL_STREET
 
 DAY = 86_400
-TIMES_SQUARE = {"lat": 40.7580, "lng": -73.9855}
-WALL_STREET = {"lat": 40.7061, "lng": -74.0087}
 
 
 async def open_proposal(

@@ -19,8 +19,9 @@ from dispatch.dispatcher.worker import dispatch_forever
 from dispatch.entrypoints import periodic_jobs
 from dispatch.fares.pricing import price
 from tests.conftest import Account
+from tests.e2e.harness import TIMES_SQUARE
 from tests.governance.conftest import MakeMembers
-from tests.governance.helpers import TIMES_SQUARE, open_proposal, quote, vote
+from tests.governance.helpers import open_proposal, quote, vote
 from tests.governance.test_enactment import policy_version, rules
 
 

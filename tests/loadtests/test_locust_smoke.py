@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import METRICS_HEADERS
-from tests.e2e.harness import ROOT, Stack, free_port, running_stack
-from tests.e2e.test_ride_end_to_end import TIMES_SQUARE, WALL_STREET
+from tests.e2e.harness import ROOT, TIMES_SQUARE, WALL_STREET, Stack, free_port, running_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ import redis as sync_redis
 from sqlalchemy import text
 
 from dispatch.core.database import transaction
-from tests.e2e.harness import Socket, free_port
+from tests.e2e.harness import free_port
 from tests.fixtures.regions import E2E_SQUARE, own_region
 
 
@@ -98,16 +98,6 @@ async def e2e_region(app: Any) -> AsyncIterator[str]:
 
 def headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-async def online_socket(base: str, token: str, lat: float, lng: float) -> Socket:
-    socket = await Socket.open(base, "/v1/driver/ws", token)
-    await socket.wait_for("hello")
-    await socket.send({"type": "status", "status": "online"})
-    await socket.wait_for("status", status="online")
-    await socket.send({"type": "location", "lat": lat, "lng": lng, "id": 0})
-    await socket.wait_for("location.ack", id=0)
-    return socket
 
 
 async def eventually(check: Any, timeout: float = 15.0, interval: float = 0.2) -> Any:

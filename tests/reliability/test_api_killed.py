@@ -18,11 +18,11 @@ from sqlalchemy import text
 
 from dispatch.core.database import transaction
 from tests.conftest import Account
-from tests.e2e.harness import Socket, running_stack
+from tests.e2e.harness import Socket, online_socket, running_stack
 from tests.fixtures.dispatching import ride_for
 from tests.fixtures.regions import E2E_CENTER
 from tests.reliability.conftest import bulk_accounts, record_figures
-from tests.reliability.processes import e2e_region, headers, online_socket
+from tests.reliability.processes import e2e_region, headers
 
 pytestmark = pytest.mark.e2e
 

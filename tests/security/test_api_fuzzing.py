@@ -49,13 +49,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def base(stack: Stack) -> str:
-    url = stack.processes[0].url
-    assert url is not None
-    return url
-
-
-@pytest.fixture(scope="module")
 async def tokens(base: str, app: Any) -> AsyncIterator[dict[str, str]]:
     from dispatch.accounts.service import create_operator
 

@@ -83,13 +83,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, recorder: Recorder) -> Itera
 
 
 @pytest.fixture(scope="module")
-def base(stack: Stack) -> str:
-    url = stack.processes[0].url
-    assert url is not None
-    return url
-
-
-@pytest.fixture(scope="module")
 async def world(app: Any, recorder: Recorder) -> AsyncIterator[World]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
