@@ -91,7 +91,7 @@ def test_locust_drives_rides_and_thresholds_set_the_exit_code(stack: Stack, tmp_
     dispatcher_metrics = httpx.get(dispatcher_url, headers=METRICS_HEADERS).text
     sent = [
         float(line.split()[-1]) for line in dispatcher_metrics.splitlines()
-        if line.startswith("coop_dispatch_offers_sent_total")
+        if line.startswith('coop_dispatch_offers_sent_total{region="nyc"}')
     ]  # fmt: skip
     assert sent and sent[0] > 0
 
