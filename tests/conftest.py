@@ -145,6 +145,20 @@ async def make_account(http: httpx.AsyncClient, role: str, **extra: Any) -> Acco
     return Account(me.json()["id"], email, access, role)
 
 
+async def make_operator(http: httpx.AsyncClient, app: Any) -> Account:
+    """An operator (made as `coop-dispatch operator create` makes one), logged in over `http`."""
+    from dispatch.accounts.service import create_operator
+    from dispatch.core.database import transaction
+
+    email = f"operator-{uuid.uuid4().hex[:12]}@test.coop"
+    async with transaction(app.state) as session:
+        user = await create_operator(session, email, PASSWORD, "Test operator")
+        user_id = str(user.id)
+    token = await http.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return Account(user_id, email, token.json()["access_token"], "operator")
+
+
 @pytest.fixture
 async def rider(client: httpx.AsyncClient) -> Account:
     return await make_account(client, "rider")

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatch.fares.pricing import FareRules, price
+from dispatch.fares.pricing import price
 from tests.conftest import PASSWORD
 from tests.e2e.harness import (
     ROOT,
@@ -27,6 +27,7 @@ from tests.e2e.harness import (
     register,
     running_stack,
 )
+from tests.fixtures.fares import rules_of
 
 pytestmark = pytest.mark.e2e
 
@@ -45,18 +46,6 @@ def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
-    )
-
-
-def rules_of(policy: dict[str, Any]) -> FareRules:
-    return FareRules(
-        base_cents=policy["base_cents"],
-        per_km_cents=policy["per_km_cents"],
-        per_minute_cents=policy["per_minute_cents"],
-        minimum_cents=policy["minimum_cents"],
-        booking_fee_cents=policy["booking_fee_cents"],
-        commission_rate=Decimal(str(policy["commission_rate"])),
-        commission_cap_cents=policy["commission_cap_cents"],
     )
 
 

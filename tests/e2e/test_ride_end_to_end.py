@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from dispatch.fares.pricing import FareRules, price
+from dispatch.fares.pricing import price
 from tests.e2e.harness import (
     TIMES_SQUARE,
     WALL_STREET,
@@ -20,6 +19,7 @@ from tests.e2e.harness import (
     register,
     running_stack,
 )
+from tests.fixtures.fares import rules_of
 
 pytestmark = pytest.mark.e2e
 
@@ -100,15 +100,7 @@ async def test_ride_across_two_api_processes(stack: Stack) -> None:
 
     receipt = rider_socket.of_type("ride.completed")[0]["receipt"]
     policy = httpx.get(f"{api_a}/v1/governance/policy").json()
-    rules = FareRules(
-        base_cents=policy["base_cents"],
-        per_km_cents=policy["per_km_cents"],
-        per_minute_cents=policy["per_minute_cents"],
-        minimum_cents=policy["minimum_cents"],
-        booking_fee_cents=policy["booking_fee_cents"],
-        commission_rate=Decimal(str(policy["commission_rate"])),
-        commission_cap_cents=policy["commission_cap_cents"],
-    )
+    rules = rules_of(policy)
     expected = price(rules, quote_body["distance_m"], quote_body["duration_s"])
     assert (receipt["total_cents"], receipt["driver_cents"], receipt["coop_cents"]) == (
         expected.total_cents,

@@ -11,24 +11,18 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from dispatch.accounts.service import create_operator
 from dispatch.core import clock
 from dispatch.core.database import transaction
 from governance.membership import set_member_status
 from governance.models import Member, MemberStatus
-from tests.conftest import PASSWORD, Account, make_account
+from tests.conftest import Account, make_account, make_operator
 
 MakeMembers = Callable[[int], Awaitable[list[Account]]]
 
 
 @pytest.fixture
 async def operator(app: Any, client: httpx.AsyncClient) -> Account:
-    email = f"operator-{uuid.uuid4().hex[:12]}@test.coop"
-    async with transaction(app.state) as session:
-        user = await create_operator(session, email, PASSWORD, "Test operator")
-    token = await client.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
-    assert token.status_code == 200, token.text
-    return Account(str(user.id), email, token.json()["access_token"], "operator")
+    return await make_operator(client, app)
 
 
 @pytest.fixture(autouse=True)

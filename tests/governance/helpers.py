@@ -59,3 +59,8 @@ async def quote(client: httpx.AsyncClient, rider: Account) -> dict[str, Any]:
     )
     assert made.status_code == 201, made.text
     return dict(made.json())
+
+
+async def policy_version(client: httpx.AsyncClient, version: int) -> dict[str, Any]:
+    history = (await client.get("/v1/governance/policies")).json()
+    return next(p for p in history if p["version"] == version)

@@ -1,33 +1,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
-from dispatch.fares.pricing import FareRules, price
+from dispatch.fares.pricing import price
 from tests.conftest import Account
+from tests.fixtures.fares import rules_of
 from tests.governance.conftest import MakeMembers
-from tests.governance.helpers import DAY, close, open_proposal, quote, vote
-
-
-def rules(policy: dict[str, Any]) -> FareRules:
-    return FareRules(
-        base_cents=policy["base_cents"],
-        per_km_cents=policy["per_km_cents"],
-        per_minute_cents=policy["per_minute_cents"],
-        minimum_cents=policy["minimum_cents"],
-        booking_fee_cents=policy["booking_fee_cents"],
-        commission_rate=Decimal(str(policy["commission_rate"])),
-        commission_cap_cents=policy["commission_cap_cents"],
-    )
-
-
-async def policy_version(client: httpx.AsyncClient, version: int) -> dict[str, Any]:
-    history = (await client.get("/v1/governance/policies")).json()
-    return next(p for p in history if p["version"] == version)
+from tests.governance.helpers import DAY, close, open_proposal, policy_version, quote, vote
 
 
 async def test_automatic_close_enacts_and_quotes_use_the_right_version(
@@ -60,7 +43,7 @@ async def test_automatic_close_enacts_and_quotes_use_the_right_version(
         travel(effective_at - utcnow() + timedelta(seconds=1))
     after = await quote(client, rider)
     assert after["policy_version"] == version
-    expected = price(rules(enacted), after["distance_m"], after["duration_s"])
+    expected = price(rules_of(enacted), after["distance_m"], after["duration_s"])
     assert (after["total_cents"], after["coop_cents"]) == (
         expected.total_cents,
         expected.coop_cents,
@@ -68,7 +51,7 @@ async def test_automatic_close_enacts_and_quotes_use_the_right_version(
 
     # The quote made before the change keeps its locked price.
     old = await policy_version(client, before["policy_version"])
-    locked = price(rules(old), before["distance_m"], before["duration_s"])
+    locked = price(rules_of(old), before["distance_m"], before["duration_s"])
     assert before["total_cents"] == locked.total_cents
     ride = await client.post(
         "/v1/rider/rides", json={"quote_id": before["id"]}, headers=rider.headers

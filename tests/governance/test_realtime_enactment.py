@@ -20,9 +20,9 @@ from dispatch.entrypoints import periodic_jobs
 from dispatch.fares.pricing import price
 from tests.conftest import Account
 from tests.e2e.harness import TIMES_SQUARE
+from tests.fixtures.fares import rules_of
 from tests.governance.conftest import MakeMembers
-from tests.governance.helpers import open_proposal, quote, vote
-from tests.governance.test_enactment import policy_version, rules
+from tests.governance.helpers import open_proposal, policy_version, quote, vote
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
@@ -101,7 +101,7 @@ async def test_members_vote_a_commission_cut_and_the_next_receipt_shows_it(
         receipt = (await client.get(f"/v1/rider/rides/{ride_id}", headers=rider.headers)).json()[
             "receipt"
         ]
-        expected = price(rules(enacted), fresh["distance_m"], fresh["duration_s"])
+        expected = price(rules_of(enacted), fresh["distance_m"], fresh["duration_s"])
         assert receipt["policy_version"] == version
         assert receipt["proposal_id"] == pid
         assert (receipt["driver_cents"], receipt["coop_cents"]) == (

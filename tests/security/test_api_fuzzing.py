@@ -26,8 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatch.core.database import transaction
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, make_operator
 from tests.e2e.harness import Stack, running_stack
 from tests.security.fuzz_verdict import Outcome, Verdict, read_verdict, settle
 
@@ -50,8 +49,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 async def tokens(base: str, app: Any) -> AsyncIterator[dict[str, str]]:
-    from dispatch.accounts.service import create_operator
-
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
 
         async def signed_up(role: str) -> tuple[str, str]:
@@ -70,10 +67,7 @@ async def tokens(base: str, app: Any) -> AsyncIterator[dict[str, str]]:
             assert token.status_code == 200, token.text
             return str(token.json()["access_token"])
 
-        operator_email = f"fuzz-operator-{uuid.uuid4().hex[:8]}@example.com"
-        async with transaction(app.state) as session:
-            await create_operator(session, operator_email, PASSWORD, "Fuzz operator")
-        operator = await login(operator_email)
+        operator = (await make_operator(http, app)).token
         _, rider = await signed_up("rider")
         _, driver = await signed_up("driver")
         member_id, member = await signed_up("driver")

@@ -15,8 +15,7 @@ from sqlalchemy import text
 
 from dispatch.core.clock import utcnow
 from dispatch.core.database import transaction
-from tests.conftest import PASSWORD, Account, make_account
-from tests.security.world import make_operator
+from tests.conftest import PASSWORD, Account, make_account, make_operator
 
 PICKUP = {"lat": 40.758, "lng": -73.9855}
 DROPOFF = {"lat": 40.7069, "lng": -74.0113}

@@ -8,7 +8,6 @@ Rider A has a ride matched to driver X; rider B has a ride with a pending offer 
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from sqlalchemy import text
 from dispatch.core.clock import utcnow
 from dispatch.core.database import transaction
 from dispatch.core.redis import RegionKeys
-from tests.conftest import PASSWORD, Account, make_account
+from tests.conftest import Account, make_account, make_operator
 from tests.fixtures.dispatching import cycle, place, ride_for
 from tests.fixtures.regions import Square, create_region
 
@@ -61,18 +60,6 @@ class World:
         account = self.accounts[principal]
         assert account is not None
         return account.id
-
-
-async def make_operator(http: httpx.AsyncClient, app: Any) -> Account:
-    from dispatch.accounts.service import create_operator
-
-    email = f"operator-{uuid.uuid4().hex[:12]}@test.coop"
-    async with transaction(app.state) as session:
-        user = await create_operator(session, email, PASSWORD, "Test operator")
-        user_id = str(user.id)
-    token = await http.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
-    assert token.status_code == 200, token.text
-    return Account(user_id, email, token.json()["access_token"], "operator")
 
 
 async def offer_of(http: httpx.AsyncClient, driver: Account) -> dict[str, Any]:
