@@ -20,7 +20,14 @@ from dispatch.events.models import Event
 from dispatch.simulation import real_cycle
 from dispatch.simulation.repository import WorldRepository
 from tests.conftest import TEST_DATABASE_URL
-from tests.fixtures.dispatching import current_offer, cycle, online_driver, place, request_ride
+from tests.fixtures.dispatching import (
+    current_offer,
+    cycle,
+    offer_for,
+    online_driver,
+    place,
+    request_ride,
+)
 from tests.fixtures.regions import CENTER
 
 
@@ -41,8 +48,7 @@ async def test_decline_reoffers_to_the_next_driver_then_gives_up(
 
     report = await cycle(app, region)
     assert report.offers_sent == 1
-    offer = await current_offer(client, near)
-    assert offer is not None and offer["ride_id"] == ride_id
+    offer = await offer_for(client, near, ride_id)
     assert await current_offer(client, far) is None
 
     declined = await client.post(
@@ -51,8 +57,7 @@ async def test_decline_reoffers_to_the_next_driver_then_gives_up(
     assert declined.status_code == 200 and declined.json()["status"] == "declined"
     await cycle(app, region)
     assert await current_offer(client, near) is None
-    second = await current_offer(client, far)
-    assert second is not None and second["ride_id"] == ride_id
+    second = await offer_for(client, far, ride_id)
     await client.post(f"/v1/driver/offers/{second['offer_id']}/decline", headers=far.headers)
 
     assert (await cycle(app, region)).offers_sent == 0
@@ -70,8 +75,7 @@ async def test_unanswered_offer_expires_and_moves_on(
     other = await online_driver(client, app, region, 10.51, 10.51)
     _, ride_id = await request_ride(client)
     await cycle(app, region)
-    offer = await current_offer(client, slow)
-    assert offer is not None
+    offer = await offer_for(client, slow)
 
     clock.advance(timedelta(seconds=app.state.settings.offer_ttl_s + 0.5))
     late = await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=slow.headers)
@@ -79,8 +83,7 @@ async def test_unanswered_offer_expires_and_moves_on(
     report = await cycle(app, region)
     assert report.expired_offers == 1 and report.offers_sent == 1
     assert len(await events_of(app, slow.id, "offer.expired")) == 1
-    moved = await current_offer(client, other)
-    assert moved is not None and moved["ride_id"] == ride_id
+    moved = await offer_for(client, other, ride_id)
     accepted = await client.post(
         f"/v1/driver/offers/{moved['offer_id']}/accept", headers=other.headers
     )
@@ -97,8 +100,7 @@ async def test_one_driver_gets_one_offer_at_a_time(
     await request_ride(client, 10.502, 10.502)
     assert (await cycle(app, region)).offers_sent == 1
     assert (await cycle(app, region)).offers_sent == 0
-    offer = await current_offer(client, driver)
-    assert offer is not None
+    offer = await offer_for(client, driver)
     accept = await client.post(
         f"/v1/driver/offers/{offer['offer_id']}/accept", headers=driver.headers
     )
@@ -138,8 +140,7 @@ async def test_cancel_withdraws_the_pending_offer(
     driver = await online_driver(client, app, region, 10.5, 10.5)
     rider, ride_id = await request_ride(client)
     await cycle(app, region)
-    offer = await current_offer(client, driver)
-    assert offer is not None
+    offer = await offer_for(client, driver)
     cancel = await client.post(
         f"/v1/rider/rides/{ride_id}/cancel", json={"reason": "changed plans"}, headers=rider.headers
     )
@@ -158,8 +159,7 @@ async def test_wrong_state_transitions_are_409(
     driver = await online_driver(client, app, region, 10.5, 10.5)
     rider, ride_id = await request_ride(client)
     await cycle(app, region)
-    offer = await current_offer(client, driver)
-    assert offer is not None
+    offer = await offer_for(client, driver)
     await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=driver.headers)
     assert (
         await client.post(f"/v1/driver/rides/{ride_id}/complete", headers=driver.headers)
@@ -192,8 +192,7 @@ async def test_driver_cancel_sends_the_rider_back_to_the_queue(
     second = await online_driver(client, app, region, 10.51, 10.5)
     rider, ride_id = await request_ride(client)
     await cycle(app, region)
-    offer = await current_offer(client, first)
-    assert offer is not None
+    offer = await offer_for(client, first)
     await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=first.headers)
     cancel = await client.post(
         f"/v1/driver/rides/{ride_id}/cancel", json={"reason": "flat tyre"}, headers=first.headers
@@ -293,6 +292,5 @@ async def test_a_driver_without_an_account_row_does_not_sink_the_batch(
     _, ride = await request_ride(client, lat + 0.2, lng + 0.2)
     report = await cycle(app, region)
     assert report.offered == [(ride, driver.id)]
-    offer = await current_offer(client, driver)
-    assert offer is not None and offer["ride_id"] == ride
+    await offer_for(client, driver, ride)
     assert ghost_ride not in {ride_id for ride_id, _ in report.offered}

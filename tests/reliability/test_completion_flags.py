@@ -12,7 +12,7 @@ from dispatch.core import clock
 from dispatch.core.redis import RegionKeys
 from dispatch.dispatcher.presence import LocationIndex
 from tests.conftest import Account
-from tests.fixtures.dispatching import current_offer, cycle, online_driver, place
+from tests.fixtures.dispatching import cycle, offer_for, online_driver, place
 from tests.fixtures.dispatching import request_ride as open_request
 from tests.fixtures.regions import CENTER
 
@@ -22,8 +22,7 @@ async def drive_to_pickup(
 ) -> tuple[str, dict[str, Any]]:
     _, ride_id = await open_request(client)
     await cycle(app, region)
-    offer = await current_offer(client, driver)
-    assert offer is not None and offer["ride_id"] == ride_id
+    offer = await offer_for(client, driver, ride_id)
     accepted = await client.post(
         f"/v1/driver/offers/{offer['offer_id']}/accept", headers=driver.headers
     )

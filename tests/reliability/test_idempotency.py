@@ -13,7 +13,7 @@ from dispatch.core.database import transaction
 from dispatch.events.models import Event
 from dispatch.rides.models import Ride
 from tests.conftest import Account, make_account
-from tests.fixtures.dispatching import current_offer, cycle, online_driver, quote_for, request_ride
+from tests.fixtures.dispatching import cycle, offer_for, online_driver, quote_for, request_ride
 
 RETRIES = 5
 
@@ -58,8 +58,7 @@ async def test_whole_ride_with_every_step_retried(
     driver = await online_driver(client, app, region, 10.501, 10.501)
     rider, ride_id = await request_ride(client)
     assert (await cycle(app, region)).offers_sent == 1
-    offer = await current_offer(client, driver)
-    assert offer is not None
+    offer = await offer_for(client, driver)
 
     accepted = await retried(client, f"/v1/driver/offers/{offer['offer_id']}/accept", driver)
     assert_identical(accepted, 200)
@@ -82,8 +81,7 @@ async def test_rider_cancel_and_driver_cancel_retried(
     driver = await online_driver(client, app, region, 10.501, 10.501)
     rider, ride_id = await request_ride(client)
     await cycle(app, region)
-    offer = await current_offer(client, driver)
-    assert offer is not None
+    offer = await offer_for(client, driver)
     assert (
         await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=driver.headers)
     ).status_code == 200
@@ -106,8 +104,7 @@ async def test_decline_retried(client: httpx.AsyncClient, app: Any, region: str)
     driver = await online_driver(client, app, region, 10.501, 10.501)
     await request_ride(client)
     await cycle(app, region)
-    offer = await current_offer(client, driver)
-    assert offer is not None
+    offer = await offer_for(client, driver)
     declined = await retried(client, f"/v1/driver/offers/{offer['offer_id']}/decline", driver)
     assert_identical(declined, 200)
     assert declined[0].json()["status"] == "declined"

@@ -19,7 +19,7 @@ from dispatch.core.clock import utcnow
 from dispatch.core.database import transaction
 from dispatch.core.redis import RegionKeys
 from tests.conftest import Account, make_account, make_operator
-from tests.fixtures.dispatching import cycle, place, ride_for
+from tests.fixtures.dispatching import cycle, offer_for, place, ride_for
 from tests.fixtures.regions import Square, create_region
 
 # Tables whose rows a denied request must leave exactly as they were.
@@ -62,12 +62,6 @@ class World:
         return account.id
 
 
-async def offer_of(http: httpx.AsyncClient, driver: Account) -> dict[str, Any]:
-    offer = (await http.get("/v1/driver/offers/current", headers=driver.headers)).json()
-    assert offer is not None, "the dispatcher made no offer"
-    return dict(offer)
-
-
 async def build_world(
     http: httpx.AsyncClient, app: Any, lat0: float = 30.0, lng0: float = 30.0
 ) -> World:
@@ -95,7 +89,7 @@ async def build_world(
     await place(app, region, driver_x.id, *center)
     ride_a = await ride_for(http, rider_a, *center)
     await cycle(app, region, patient)
-    offer_x = await offer_of(http, driver_x)
+    offer_x = await offer_for(http, driver_x, ride_a)
     accepted = await http.post(
         f"/v1/driver/offers/{offer_x['offer_id']}/accept", headers=driver_x.headers
     )
@@ -105,8 +99,7 @@ async def build_world(
     await place(app, region, driver_y.id, center[0] + 0.01, center[1])
     ride_b = await ride_for(http, rider_b, *center)
     await cycle(app, region, patient)
-    offer_y = await offer_of(http, driver_y)
-    assert offer_y["ride_id"] == ride_b
+    offer_y = await offer_for(http, driver_y, ride_b)
 
     # Governance: one active member with an open proposal and a ballot, one suspended member.
     for account in (member, suspended):
