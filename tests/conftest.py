@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -97,6 +98,16 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
         await asyncio.wait_for(lifespan.__aexit__(None, None, None), 20)
     except TimeoutError:
         print("\nwarning: the shared test app did not shut down within 20 s")
+
+
+@contextlib.asynccontextmanager
+async def app_client(custom: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app of its own (engine, pool, Redis client), created with `custom`."""
+    application = create_app(custom, with_api=True, with_dispatcher=False)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ import pytest
 from sqlalchemy import event
 
 from dispatch.accounts import service as accounts_service
-from dispatch.app import create_app
 from dispatch.core import clock, security
 from dispatch.core.settings import Settings
-from tests.conftest import Account, make_account
+from tests.conftest import Account, app_client, make_account
 
 PICKUP = {"lat": 40.7580, "lng": -73.9855}
 DROPOFF = {"lat": 40.7061, "lng": -74.0087}
@@ -301,13 +300,8 @@ async def test_passwords_are_checked_off_the_event_loop(
 
 async def test_empty_earnings_are_in_the_coops_currency(settings: Settings) -> None:
     """With no ride to read a currency from, the totals carry the co-op's setting (was "USD")."""
-    application = create_app(
-        settings.model_copy(update={"currency": "EUR"}), with_api=True, with_dispatcher=False
-    )
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            driver = await make_account(http, "driver")
-            earnings = await http.get("/v1/driver/earnings", headers=driver.headers)
+    async with app_client(settings.model_copy(update={"currency": "EUR"})) as http:
+        driver = await make_account(http, "driver")
+        earnings = await http.get("/v1/driver/earnings", headers=driver.headers)
     assert earnings.status_code == 200, earnings.text
     assert earnings.json()["rides"] == [] and earnings.json()["currency"] == "EUR"

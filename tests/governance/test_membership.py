@@ -5,9 +5,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dispatch.app import create_app
 from dispatch.core.settings import Settings
-from tests.conftest import Account, make_account
+from tests.conftest import Account, app_client, make_account
 from tests.governance.conftest import MakeMembers
 
 
@@ -94,14 +93,11 @@ async def test_the_driving_bylaw_is_read_from_the_app_s_settings(settings: Setti
     """An app created with the bylaw on (create_app(settings)) once read the global settings."""
     strict = settings.model_copy(update={"require_membership_to_drive": True})
     assert not settings.require_membership_to_drive
-    application = create_app(strict, with_api=True, with_dispatcher=False)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            outsider = await make_account(http, "driver")
-            refused = await http.post(
-                "/v1/driver/status", json={"status": "online"}, headers=outsider.headers
-            )
+    async with app_client(strict) as http:
+        outsider = await make_account(http, "driver")
+        refused = await http.post(
+            "/v1/driver/status", json={"status": "online"}, headers=outsider.headers
+        )
     assert refused.status_code == 403 and refused.json()["error"] == "not_a_member"
 
 

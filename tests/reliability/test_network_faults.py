@@ -18,10 +18,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from dispatch.app import create_app
 from dispatch.core.database import transaction
 from dispatch.events.models import Event
-from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, Account
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, Account, app_client
 from tests.e2e.harness import running_stack
 from tests.fixtures.dispatching import quote_for, ride_for
 from tests.fixtures.regions import CENTER, E2E_CENTER
@@ -35,11 +34,8 @@ FIGURES: dict[str, Any] = {}
 @contextlib.asynccontextmanager
 async def app_behind(app: Any, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     """An app of its own (engine, pool, Redis client) with the given settings."""
-    faulty = create_app(app.state.settings.model_copy(update=settings))
-    async with faulty.router.lifespan_context(faulty):
-        transport = httpx.ASGITransport(app=faulty)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
+    async with app_client(app.state.settings.model_copy(update=settings)) as http:
+        yield http
 
 
 async def timed_quote(http: httpx.AsyncClient, rider: Account) -> tuple[int, float]:

@@ -20,10 +20,9 @@ from argon2 import PasswordHasher, extract_parameters
 from argon2.low_level import Type
 from sqlalchemy import text
 
-from dispatch.app import create_app
 from dispatch.core.database import transaction
 from dispatch.core.settings import Settings
-from tests.conftest import PASSWORD, Account, make_account
+from tests.conftest import PASSWORD, Account, app_client, make_account
 
 PROTECTED = "/v1/auth/me"
 
@@ -147,11 +146,8 @@ async def test_password_hashes_are_argon2id_at_or_above_owasp_minimum(
 async def strict_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A second app whose login limit is 3 failures a minute (the suite's own is lifted)."""
     strict = settings.model_copy(update={"login_attempts_per_minute": 3})
-    application = create_app(strict, with_api=True, with_dispatcher=False)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            yield http
+    async with app_client(strict) as http:
+        yield http
 
 
 async def test_rest_routes_obey_the_settings_the_app_was_created_with(
@@ -159,14 +155,11 @@ async def test_rest_routes_obey_the_settings_the_app_was_created_with(
 ) -> None:
     """create_app(settings) once gave REST handlers the process's global settings instead."""
     custom = settings.model_copy(update={"access_token_ttl_s": 77})
-    application = create_app(custom, with_api=True, with_dispatcher=False)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            account = await make_account(http, "rider")
-            token = await http.post(
-                "/v1/auth/token", data={"username": account.email, "password": PASSWORD}
-            )
+    async with app_client(custom) as http:
+        account = await make_account(http, "rider")
+        token = await http.post(
+            "/v1/auth/token", data={"username": account.email, "password": PASSWORD}
+        )
     assert token.json()["expires_in"] == 77
     claims = jwt.decode(token.json()["access_token"], options={"verify_signature": False})
     assert claims["exp"] - claims["iat"] == 77
