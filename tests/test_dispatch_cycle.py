@@ -24,6 +24,7 @@ from tests.fixtures.dispatching import (
     current_offer,
     cycle,
     offer_for,
+    offered_ride,
     online_driver,
     place,
     request_ride,
@@ -73,9 +74,7 @@ async def test_unanswered_offer_expires_and_moves_on(
 ) -> None:
     slow = await online_driver(client, app, region, 10.501, 10.501)
     other = await online_driver(client, app, region, 10.51, 10.51)
-    _, ride_id = await request_ride(client)
-    await cycle(app, region)
-    offer = await offer_for(client, slow)
+    _, ride_id, offer = await offered_ride(client, app, region, slow)
 
     clock.advance(timedelta(seconds=app.state.settings.offer_ttl_s + 0.5))
     late = await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=slow.headers)
@@ -138,9 +137,7 @@ async def test_cancel_withdraws_the_pending_offer(
     client: httpx.AsyncClient, app: Any, region: str
 ) -> None:
     driver = await online_driver(client, app, region, 10.5, 10.5)
-    rider, ride_id = await request_ride(client)
-    await cycle(app, region)
-    offer = await offer_for(client, driver)
+    rider, ride_id, offer = await offered_ride(client, app, region, driver)
     cancel = await client.post(
         f"/v1/rider/rides/{ride_id}/cancel", json={"reason": "changed plans"}, headers=rider.headers
     )
@@ -157,9 +154,7 @@ async def test_wrong_state_transitions_are_409(
     client: httpx.AsyncClient, app: Any, region: str
 ) -> None:
     driver = await online_driver(client, app, region, 10.5, 10.5)
-    rider, ride_id = await request_ride(client)
-    await cycle(app, region)
-    offer = await offer_for(client, driver)
+    rider, ride_id, offer = await offered_ride(client, app, region, driver)
     await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=driver.headers)
     assert (
         await client.post(f"/v1/driver/rides/{ride_id}/complete", headers=driver.headers)
@@ -190,9 +185,7 @@ async def test_driver_cancel_sends_the_rider_back_to_the_queue(
 ) -> None:
     first = await online_driver(client, app, region, 10.5, 10.5)
     second = await online_driver(client, app, region, 10.51, 10.5)
-    rider, ride_id = await request_ride(client)
-    await cycle(app, region)
-    offer = await offer_for(client, first)
+    rider, ride_id, offer = await offered_ride(client, app, region, first)
     await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=first.headers)
     cancel = await client.post(
         f"/v1/driver/rides/{ride_id}/cancel", json={"reason": "flat tyre"}, headers=first.headers

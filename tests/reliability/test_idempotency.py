@@ -13,7 +13,14 @@ from dispatch.core.database import transaction
 from dispatch.events.models import Event
 from dispatch.rides.models import Ride
 from tests.conftest import Account, make_account
-from tests.fixtures.dispatching import cycle, offer_for, online_driver, quote_for, request_ride
+from tests.fixtures.dispatching import (
+    cycle,
+    offer_for,
+    offered_ride,
+    online_driver,
+    quote_for,
+    request_ride,
+)
 
 RETRIES = 5
 
@@ -79,9 +86,7 @@ async def test_rider_cancel_and_driver_cancel_retried(
     client: httpx.AsyncClient, app: Any, region: str
 ) -> None:
     driver = await online_driver(client, app, region, 10.501, 10.501)
-    rider, ride_id = await request_ride(client)
-    await cycle(app, region)
-    offer = await offer_for(client, driver)
+    rider, ride_id, offer = await offered_ride(client, app, region, driver)
     assert (
         await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=driver.headers)
     ).status_code == 200
