@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import websockets
 
 from loadtests.frames import CLOSE, client_frame, read_server_frame, upgrade_request
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, TEST_JWT_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 # Two points in the demo co-op's region (New York), as the API takes them.
@@ -132,6 +133,17 @@ def register(base: str, role: str, name: str) -> dict[str, Any]:
     access = token.json()["access_token"]
     me = httpx.get(f"{base}/v1/auth/me", headers={"Authorization": f"Bearer {access}"})
     return {"id": me.json()["id"], "token": access, "name": name}
+
+
+def forged(claims: dict[str, Any], secret: str = TEST_JWT_SECRET, alg: str = "HS256") -> str:
+    """An access token with these claims over valid defaults, signed as given."""
+    base_claims = {
+        "iss": "coop-dispatch",
+        "aud": "coop-dispatch-apps",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 60,
+    }
+    return jwt.encode(base_claims | claims, secret, algorithm=alg)
 
 
 def auth(account: dict[str, Any]) -> dict[str, str]:

@@ -14,13 +14,13 @@ import pytest
 import websockets
 
 from loadtests.frames import upgrade_request
-from tests.conftest import TEST_JWT_SECRET
 from tests.e2e.harness import (
     TIMES_SQUARE,
     WALL_STREET,
     Socket,
     Stack,
     auth,
+    forged,
     frames_until_close,
     raw_websocket,
     register,
@@ -45,16 +45,6 @@ async def closed_with(
     socket = await Socket.open(base, path, token)
     await asyncio.wait_for(socket._reader, 5)
     return socket.close_code, socket.close_reason, socket.received
-
-
-def forged(claims: dict[str, Any], secret: str = TEST_JWT_SECRET, alg: str = "HS256") -> str:
-    base_claims = {
-        "iss": "coop-dispatch",
-        "aud": "coop-dispatch-apps",
-        "iat": int(time.time()),
-        "exp": int(time.time()) + 60,
-    }
-    return jwt.encode(base_claims | claims, secret, algorithm=alg)
 
 
 async def test_bad_tokens_close_1008_before_any_data(base: str) -> None:

@@ -16,8 +16,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import TEST_DATABASE_URL
-from tests.e2e.harness import Socket, Stack, register, running_stack
-from tests.e2e.test_websocket_protocol import forged
+from tests.e2e.harness import Socket, Stack, forged, register, running_stack
 from tests.reliability.proxy import FaultProxy
 
 pytestmark = pytest.mark.e2e

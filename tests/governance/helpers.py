@@ -8,6 +8,7 @@ import httpx
 from governance.tasks import close_due_proposals
 from tests.conftest import Account
 from tests.e2e.harness import TIMES_SQUARE, WALL_STREET
+from tests.governance.conftest import closes_in
 
 DAY = 86_400
 
@@ -64,3 +65,14 @@ async def quote(client: httpx.AsyncClient, rider: Account) -> dict[str, Any]:
 async def policy_version(client: httpx.AsyncClient, version: int) -> dict[str, Any]:
     history = (await client.get("/v1/governance/policies")).json()
     return next(p for p in history if p["version"] == version)
+
+
+def proposal_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "title": "Raise the per-km rate",
+        "rationale": "Fuel costs went up.",
+        "changes": {"per_km_cents": 130},
+        "closes_at": closes_in(2 * DAY),
+    }
+    body.update(overrides)
+    return body

@@ -14,8 +14,7 @@ import pytest
 from dispatch.rides.repository import RideRepository
 from governance.tasks import close_due_proposals
 from tests.governance.conftest import MakeMembers, closes_in
-from tests.governance.helpers import open_proposal
-from tests.governance.test_proposals import DAY, proposal_body
+from tests.governance.helpers import DAY, open_proposal, proposal_body
 
 POST = "/v1/governance/proposals"
 

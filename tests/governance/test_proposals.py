@@ -10,19 +10,7 @@ from dispatch.core.database import transaction
 from dispatch.events.models import Event
 from tests.conftest import Account
 from tests.governance.conftest import MakeMembers, closes_in
-
-DAY = 86_400
-
-
-def proposal_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "title": "Raise the per-km rate",
-        "rationale": "Fuel costs went up.",
-        "changes": {"per_km_cents": 130},
-        "closes_at": closes_in(2 * DAY),
-    }
-    body.update(overrides)
-    return body
+from tests.governance.helpers import DAY, proposal_body
 
 
 async def test_member_drafts_and_members_are_notified(
