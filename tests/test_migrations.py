@@ -252,3 +252,55 @@ async def test_0006_downgrade_refuses_while_a_sealed_ballot_needs_its_salt(
         )
         assert columns == 1
     # (With no sealed ballot the downgrade runs: the 0004 test goes down through it to 0003.)
+
+
+async def test_0004_stops_on_two_trips_in_progress_and_cancels_neither(
+    scratch: ProcessState, settings: Settings
+) -> None:
+    """The race could leave a rider two started trips (two drivers both pressed start): the
+    state machine lets nobody cancel a trip under way, so the upgrade names them and stops."""
+    rider, first_driver, second_driver = (
+        account(Role.rider),
+        account(Role.driver),
+        account(Role.driver),
+    )
+    async with transaction(scratch) as session:
+        session.add_all([rider, first_driver, second_driver])
+        await session.flush()
+        session.add_all([Driver(user_id=first_driver.id), Driver(user_id=second_driver.id)])
+        first = await rides.request_ride(
+            session,
+            rider.id,
+            (await create_quote(session, settings, StraightLineEta(), rider.id, TRIP)).id,
+        )
+        second_quote = await create_quote(session, settings, StraightLineEta(), rider.id, TRIP)
+    migrated("downgrade", "0003")
+    second = uuid.uuid4()
+    async with transaction(scratch) as session:
+        await session.execute(
+            text("UPDATE ride SET status = 'in_progress', driver_id = :driver WHERE id = :id"),
+            {"driver": first_driver.id, "id": first.id},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO ride (id, rider_id, driver_id, quote_id, region_id, status, "
+                "pickup_lat, pickup_lng, dropoff_lat, dropoff_lng, distance_m, duration_s, "
+                "total_cents, driver_cents, coop_cents, currency, policy_version, requested_at) "
+                "SELECT :id, rider_id, :driver, :quote, region_id, 'in_progress', pickup_lat, "
+                "pickup_lng, dropoff_lat, dropoff_lng, distance_m, duration_s, total_cents, "
+                "driver_cents, coop_cents, currency, policy_version, requested_at "
+                "FROM ride WHERE id = :first"
+            ),
+            {"id": second, "driver": second_driver.id, "quote": second_quote.id, "first": first.id},
+        )
+    refused = alembic("upgrade", "head")
+    assert refused.returncode != 0
+    assert "more than one trip in progress" in refused.stderr
+    assert str(second) in refused.stderr or str(first.id) in refused.stderr
+    async with transaction(scratch) as session:
+        statuses = (
+            await session.execute(
+                text("SELECT status FROM ride WHERE rider_id = :r"), {"r": rider.id}
+            )
+        ).scalars()
+        assert sorted(statuses) == ["in_progress", "in_progress"]

@@ -26,8 +26,8 @@ EXTRA_RIDE_REASON = "a newer request of yours replaced this one"
 # (nobody may cancel a ride in progress), then the newest request. One literal: bandit reads any
 # composed SQL string as an injection risk.
 _EXTRA_RIDES = """
-SELECT id, rider_id, driver_id FROM (
-    SELECT id, rider_id, driver_id, row_number() OVER (
+SELECT id, rider_id, driver_id, status FROM (
+    SELECT id, rider_id, driver_id, status, row_number() OVER (
         PARTITION BY rider_id
         ORDER BY CASE status WHEN 'in_progress' THEN 0 WHEN 'arrived' THEN 1
                              WHEN 'matched' THEN 2 ELSE 3 END,
@@ -46,10 +46,17 @@ def upgrade() -> None:
     rows only (no Redis here): clients get them on their next replay (`?after=`)."""
     bind = op.get_bind()
     extra = bind.execute(sa.text(_EXTRA_RIDES)).all()
+    # Two trips under way at once for one rider: neither may be cancelled, so a person decides.
+    under_way = [str(ride_id) for ride_id, _, _, status in extra if status == "in_progress"]
+    if under_way:
+        raise RuntimeError(
+            "riders with more than one trip in progress: complete these rides, then migrate "
+            f"again: {', '.join(under_way)}"
+        )
     payload = json.dumps(
         {"status": "cancelled", "cancelled_by": "system", "reason": EXTRA_RIDE_REASON}
     )
-    for ride_id, rider_id, driver_id in extra:
+    for ride_id, rider_id, driver_id, _ in extra:
         withdrawn = bind.execute(
             sa.text(
                 "UPDATE offer SET status = 'withdrawn', responded_at = now() "
