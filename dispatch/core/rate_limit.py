@@ -84,8 +84,13 @@ async def claim(redis: Redis, budgets: Sequence[Budget], message: str, code: str
 
 
 async def give_back(redis: Redis, budgets: Sequence[Budget]) -> None:
-    """Uncount an attempt `claim` counted (a login that turned out right)."""
-    await redis.eval(_GIVE_BACK, len(budgets), *(b.key for b in budgets))
+    """Uncount an attempt `claim` counted (a login that turned out right). Best effort: the
+    password was right, so a Redis that failed since the claim must not refuse the login; the
+    attempt then stays counted until its window ends."""
+    try:
+        await redis.eval(_GIVE_BACK, len(budgets), *(b.key for b in budgets))
+    except (RedisUnreachable, RedisTimedOut, OSError):
+        log.warning("a right login's attempt stays counted: Redis is unreachable")
 
 
 async def take(
