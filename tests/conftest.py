@@ -25,7 +25,7 @@ TEST_DATABASE_URL = SERVER_URL.rsplit("/", 1)[0] + "/" + TEST_DB
 TEST_REDIS_URL = REDIS_BASE + "/" + os.environ.get("COOP_TEST_REDIS_DB", "1")
 TEST_JWT_SECRET = "test-only-secret-that-is-long-enough-0123456789"
 TEST_METRICS_TOKEN = "test-only-metrics-token-0123456789"
-METRICS_HEADERS = {"Authorization": f"Bearer {TEST_METRICS_TOKEN}"}
+
 
 # Every process the tests start (and get_settings() here) sees the test database and fast timings.
 os.environ.update(
@@ -53,6 +53,13 @@ from dispatch.core.settings import Settings, get_settings  # noqa: E402
 from dispatch.simulation.datasets import DATA_DIR  # noqa: E402
 
 PASSWORD = "correct-horse-battery"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+METRICS_HEADERS = bearer(TEST_METRICS_TOKEN)
 # Fixtures shared beyond one folder: a region of the test's own, the URL of a module's stack.
 pytest_plugins = ["tests.fixtures.regions", "tests.e2e.harness"]
 
@@ -133,7 +140,7 @@ class Account:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+        return bearer(self.token)
 
 
 async def make_account(http: httpx.AsyncClient, role: str, **extra: Any) -> Account:
@@ -152,7 +159,7 @@ async def make_account(http: httpx.AsyncClient, role: str, **extra: Any) -> Acco
     token = await http.post("/v1/auth/token", data={"username": email, "password": PASSWORD})
     assert token.status_code == 200, token.text
     access = token.json()["access_token"]
-    me = await http.get("/v1/auth/me", headers={"Authorization": f"Bearer {access}"})
+    me = await http.get("/v1/auth/me", headers=bearer(access))
     return Account(me.json()["id"], email, access, role)
 
 

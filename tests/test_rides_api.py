@@ -14,7 +14,7 @@ from sqlalchemy import event
 from dispatch.accounts import service as accounts_service
 from dispatch.core import clock, security
 from dispatch.core.settings import Settings
-from tests.conftest import Account, app_client, make_account
+from tests.conftest import Account, app_client, bearer, make_account
 
 PICKUP = {"lat": 40.7580, "lng": -73.9855}
 DROPOFF = {"lat": 40.7061, "lng": -74.0087}
@@ -219,9 +219,7 @@ async def test_register_and_login_rules(client: httpx.AsyncClient) -> None:
         "/v1/auth/token", data={"username": email, "password": "long-enough-pw"}
     )
     assert token.status_code == 200 and token.json()["token_type"] == "bearer"
-    me = await client.get(
-        "/v1/auth/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
-    )
+    me = await client.get("/v1/auth/me", headers=bearer(token.json()["access_token"]))
     assert me.json()["email"] == email and "password" not in str(me.json())
 
 

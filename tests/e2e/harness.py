@@ -22,7 +22,7 @@ import pytest
 import websockets
 
 from loadtests.frames import CLOSE, client_frame, read_server_frame, upgrade_request
-from tests.conftest import PASSWORD, TEST_JWT_SECRET
+from tests.conftest import PASSWORD, TEST_JWT_SECRET, bearer
 
 ROOT = Path(__file__).resolve().parents[2]
 # Two points in the demo co-op's region (New York), as the API takes them.
@@ -131,7 +131,7 @@ def register(base: str, role: str, name: str) -> dict[str, Any]:
     token = httpx.post(f"{base}/v1/auth/token", data={"username": email, "password": PASSWORD})
     assert token.status_code == 200, token.text
     access = token.json()["access_token"]
-    me = httpx.get(f"{base}/v1/auth/me", headers={"Authorization": f"Bearer {access}"})
+    me = httpx.get(f"{base}/v1/auth/me", headers=bearer(access))
     return {"id": me.json()["id"], "token": access, "name": name}
 
 
@@ -147,7 +147,7 @@ def forged(claims: dict[str, Any], secret: str = TEST_JWT_SECRET, alg: str = "HS
 
 
 def auth(account: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {account['token']}"}
+    return bearer(account["token"])
 
 
 class Socket:
@@ -164,7 +164,7 @@ class Socket:
     @classmethod
     async def open(cls, base_url: str, path: str, token: str | None, query: str = "") -> Socket:
         url = base_url.replace("http://", "ws://") + path + (f"?{query}" if query else "")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = bearer(token) if token else {}
         connection = await websockets.connect(url, additional_headers=headers, max_size=2**20)
         return cls(connection)
 

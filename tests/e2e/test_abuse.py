@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, bearer
 from tests.e2e.harness import TIMES_SQUARE, WALL_STREET, Stack, auth, register, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -92,7 +92,7 @@ async def signed_up(base: str, address: str) -> tuple[str, dict[str, str]]:
             "/v1/auth/token", data={"username": body["email"], "password": PASSWORD}
         )
         assert token.status_code == 200, token.text
-    return body["email"], {"Authorization": f"Bearer {token.json()['access_token']}"}
+    return body["email"], bearer(token.json()["access_token"])
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from dispatch.fares.pricing import price
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, bearer
 from tests.e2e.harness import (
     ROOT,
     TIMES_SQUARE,
@@ -58,7 +58,7 @@ async def test_members_vote_a_commission_cut_that_the_next_receipt_shows(stack: 
     created = cli(stack, "operator", "create", "--email", email, "--password", PASSWORD)
     assert created.returncode == 0, created.stderr
     token = httpx.post(f"{api}/v1/auth/token", data={"username": email, "password": PASSWORD})
-    operator = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    operator = bearer(token.json()["access_token"])
 
     # This vote's roll is exactly our three drivers.
     for member in httpx.get(f"{api}/v1/governance/members", headers=operator).json():
@@ -158,7 +158,7 @@ async def test_a_member_reading_the_open_log_of_a_real_api_learns_no_choice(stac
         cli(stack, "operator", "create", "--email", email, "--password", PASSWORD).returncode == 0
     )
     token = httpx.post(f"{api}/v1/auth/token", data={"username": email, "password": PASSWORD})
-    operator = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    operator = bearer(token.json()["access_token"])
     members = [register(api, "driver", name) for name in ("Jo Gov", "Kit Gov", "Lee Gov", "Mo Gov")]
     for member in members:
         admitted = httpx.post(

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import METRICS_HEADERS
+from tests.conftest import METRICS_HEADERS, bearer
 from tests.e2e.harness import ROOT, TIMES_SQUARE, WALL_STREET, Stack, free_port, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -108,7 +108,7 @@ def test_seeding_again_cancels_rides_an_earlier_run_left_open(stack: Stack, tmp_
     api = stack.start_api("api").url
     assert api
     rider = json.loads(credentials.read_text())["riders"][0]
-    headers = {"Authorization": f"Bearer {rider['token']}"}
+    headers = bearer(rider["token"])
     quote = httpx.post(
         f"{api}/v1/rider/quotes", json={"pickup": TIMES_SQUARE, "dropoff": WALL_STREET},
         headers=headers,

@@ -96,10 +96,6 @@ async def e2e_region(app: Any) -> AsyncIterator[str]:
                 )
 
 
-def headers(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def eventually(check: Any, timeout: float = 15.0, interval: float = 0.2) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

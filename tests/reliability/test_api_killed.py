@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import text
 
 from dispatch.core.database import transaction
-from tests.conftest import Account
+from tests.conftest import Account, bearer
 from tests.e2e.harness import Socket, online_socket, running_stack
 from tests.fixtures.dispatching import ride_for
 from tests.fixtures.regions import E2E_CENTER
 from tests.reliability.conftest import bulk_accounts, record_figures
-from tests.reliability.processes import e2e_region, headers
+from tests.reliability.processes import e2e_region
 
 pytestmark = pytest.mark.e2e
 
@@ -96,7 +96,7 @@ async def kill_api_mid_ride(tmp: Path, app: Any, pairs: int) -> dict[str, Any]:
                     for action in ("arrive", "start", "complete"):
                         step = await http.post(
                             f"/v1/driver/rides/{ride_id}/{action}",
-                            headers=headers(driver_of[ride_id].token),
+                            headers=bearer(driver_of[ride_id].token),
                         )
                         assert step.status_code == 200, step.text
 

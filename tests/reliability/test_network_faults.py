@@ -20,12 +20,12 @@ from sqlalchemy import func, select
 
 from dispatch.core.database import transaction
 from dispatch.events.models import Event
-from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, Account, app_client
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, Account, app_client, bearer
 from tests.e2e.harness import running_stack
 from tests.fixtures.dispatching import quote_for, ride_for
 from tests.fixtures.regions import CENTER, E2E_CENTER
 from tests.reliability.conftest import bulk_accounts, record_figures
-from tests.reliability.processes import e2e_region, headers
+from tests.reliability.processes import e2e_region
 from tests.reliability.proxy import fault_proxy
 
 FIGURES: dict[str, Any] = {}
@@ -182,9 +182,9 @@ async def test_client_to_api(tmp_path: Path, app: Any) -> None:
                     key = {"Idempotency-Key": uuid.uuid4().hex}
                     path = f"/v1/rider/rides/{ride_id}/cancel"
                     with pytest.raises(httpx.TimeoutException):
-                        await http.post(path, headers=headers(rider.token) | key)
+                        await http.post(path, headers=bearer(rider.token) | key)
                     proxy.heal()
-                    retry = await http.post(path, headers=headers(rider.token) | key)
+                    retry = await http.post(path, headers=bearer(rider.token) | key)
                     assert retry.status_code == 200, retry.text
                     assert retry.headers.get("Idempotent-Replayed") == "true"
                     assert retry.json()["status"] == "cancelled"
@@ -199,9 +199,9 @@ async def test_client_to_api(tmp_path: Path, app: Any) -> None:
 
                     proxy.reset()
                     with pytest.raises(httpx.TransportError):
-                        await http.get("/v1/rider/rides", headers=headers(rider.token))
+                        await http.get("/v1/rider/rides", headers=bearer(rider.token))
                     proxy.heal()
-                    again = await http.get("/v1/rider/rides", headers=headers(rider.token))
+                    again = await http.get("/v1/rider/rides", headers=bearer(rider.token))
                     assert again.status_code == 200
                     figures["reset"] = "connection error, next request fine"
     FIGURES["client_to_api"] = figures

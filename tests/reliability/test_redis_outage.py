@@ -21,13 +21,13 @@ from sqlalchemy import text
 from dispatch.core.database import transaction
 from dispatch.core.redis import create_redis
 from dispatch.events.hub import RESYNC, EventHub
+from tests.conftest import bearer
 from tests.e2e.harness import Socket, online_socket, running_stack
 from tests.fixtures.dispatching import ride_for
 from tests.fixtures.regions import E2E_CENTER
 from tests.reliability.conftest import bulk_accounts, record_figures
 from tests.reliability.processes import (
     e2e_region,
-    headers,
     private_redis,
 )
 
@@ -91,7 +91,7 @@ async def test_redis_flushed_then_restarted(tmp_path: Path, app: Any) -> None:
                 redis_server.kill()
                 down_at = time.monotonic()
                 arrive = await http.post(
-                    f"/v1/driver/rides/{ride_id}/arrive", headers=headers(driver.token)
+                    f"/v1/driver/rides/{ride_id}/arrive", headers=bearer(driver.token)
                 )
                 assert arrive.status_code == 200, arrive.text
                 ready = await http.get("/readyz")
@@ -109,12 +109,12 @@ async def test_redis_flushed_then_restarted(tmp_path: Path, app: Any) -> None:
                 await rider_socket.wait_for("ride.arrived", ride_id=ride_id, timeout=20)
                 figures["missed_event_replayed_after_s"] = round(time.monotonic() - back_at, 2)
                 start = await http.post(
-                    f"/v1/driver/rides/{ride_id}/start", headers=headers(driver.token)
+                    f"/v1/driver/rides/{ride_id}/start", headers=bearer(driver.token)
                 )
                 assert start.status_code == 200
                 await rider_socket.wait_for("ride.started", ride_id=ride_id, timeout=10)
                 complete = await http.post(
-                    f"/v1/driver/rides/{ride_id}/complete", headers=headers(driver.token)
+                    f"/v1/driver/rides/{ride_id}/complete", headers=bearer(driver.token)
                 )
                 assert complete.status_code == 200
                 await rider_socket.wait_for("ride.completed", ride_id=ride_id, timeout=10)

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, make_operator
+from tests.conftest import PASSWORD, bearer, make_operator
 from tests.e2e.harness import Stack, running_stack
 from tests.security.fuzz_verdict import Outcome, Verdict, read_verdict, settle
 
@@ -57,7 +57,7 @@ async def tokens(base: str, app: Any) -> AsyncIterator[dict[str, str]]:
             created = await http.post("/v1/auth/register", json=body)
             assert created.status_code == 202, created.text
             token = await login(email)
-            me = await http.get("/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+            me = await http.get("/v1/auth/me", headers=bearer(token))
             return me.json()["id"], token
 
         async def login(email: str) -> str:
@@ -74,7 +74,7 @@ async def tokens(base: str, app: Any) -> AsyncIterator[dict[str, str]]:
         admitted = await http.post(
             "/v1/governance/members",
             json={"user_id": member_id},
-            headers={"Authorization": f"Bearer {operator}"},
+            headers=bearer(operator),
         )
         assert admitted.status_code == 201, admitted.text
         yield {"rider": rider, "driver": driver, "member": member, "operator": operator}

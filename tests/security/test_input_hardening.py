@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import PASSWORD, Account
+from tests.conftest import PASSWORD, Account, bearer
 
 
 async def test_nul_characters_are_refused_everywhere(
@@ -51,7 +51,7 @@ async def registered(client: httpx.AsyncClient, **fields: Any) -> httpx.Response
 async def me(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
     token = await client.post("/v1/auth/token", data={"username": email, "password": password})
     assert token.status_code == 200, token.text
-    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    headers = bearer(token.json()["access_token"])
     return dict((await client.get("/v1/auth/me", headers=headers)).json())
 
 

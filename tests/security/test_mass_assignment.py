@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from dispatch.core.clock import utcnow
 from dispatch.core.database import transaction
-from tests.conftest import PASSWORD, Account, make_account, make_operator
+from tests.conftest import PASSWORD, Account, bearer, make_account, make_operator
 
 PICKUP = {"lat": 40.758, "lng": -73.9855}
 DROPOFF = {"lat": 40.7069, "lng": -74.0113}
@@ -55,14 +55,12 @@ async def test_register_cannot_choose_operator_role_or_membership(
         "/v1/auth/token",
         data={"username": rider.email, "password": PASSWORD, "scope": "operator admin"},
     )
-    me = await client.get(
-        "/v1/auth/me", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
-    )
+    me = await client.get("/v1/auth/me", headers=bearer(token.json()["access_token"]))
     assert me.json()["role"] == "rider"
     assert (
         await client.get(
             "/v1/governance/members",
-            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            headers=bearer(token.json()["access_token"]),
         )
     ).status_code == 403
 

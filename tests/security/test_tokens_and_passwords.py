@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from dispatch.core.database import transaction
 from dispatch.core.settings import Settings
-from tests.conftest import PASSWORD, Account, app_client, make_account
+from tests.conftest import PASSWORD, Account, app_client, bearer, make_account
 
 PROTECTED = "/v1/auth/me"
 
@@ -80,7 +80,7 @@ async def test_bad_tokens_are_refused_with_401(
     assert (await client.get(PROTECTED, headers=rider.headers)).status_code == 200
     for name, token in bad_tokens(settings, rider).items():
         for path in (PROTECTED, "/v1/rider/rides"):
-            response = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+            response = await client.get(path, headers=bearer(token))
             assert response.status_code == 401, (name, path, response.text)
             assert response.json()["error"] == "invalid_token", name
             assert response.headers["www-authenticate"] == "Bearer"
@@ -200,7 +200,7 @@ async def test_well_signed_tokens_of_missing_accounts_or_other_roles_are_401(
         "dropoff": {"lat": 40.7069, "lng": -74.0113},
     }
     for token in (ghost, escalated):
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = bearer(token)
         assert (await client.get(PROTECTED, headers=headers)).status_code == 401
         assert (
             await client.post("/v1/rider/quotes", json=quote, headers=headers)

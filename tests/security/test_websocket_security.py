@@ -22,6 +22,7 @@ import websockets
 from dispatch.core.redis import RegionKeys
 from dispatch.realtime.connection import origin_allowed
 from driver_api.endpoints import DRIVER_MESSAGES
+from tests.conftest import bearer
 from tests.e2e.harness import (
     Socket,
     Stack,
@@ -303,7 +304,7 @@ async def test_a_client_within_the_rate_is_never_throttled(base: str, world: Wor
 
 async def origin_result(base: str, token: str, origin: str | None) -> tuple[int | None, list[Any]]:
     url = base.replace("http://", "ws://") + "/v1/rider/ws"
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer(token)
     received: list[Any] = []
     async with websockets.connect(url, additional_headers=headers, origin=origin) as raw:  # type: ignore[arg-type]
         with contextlib.suppress(websockets.ConnectionClosed):
