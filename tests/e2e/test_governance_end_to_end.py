@@ -149,7 +149,7 @@ async def test_members_vote_a_commission_cut_that_the_next_receipt_shows(stack: 
 async def test_a_member_reading_the_open_log_of_a_real_api_learns_no_choice(stack: Stack) -> None:
     """The attack of issue 18.3 against a real `api` process: a member who has not voted reads
     `/v1/governance/audit` while voting is open and tries every choice on every hash."""
-    from tests.governance.test_sealed_ballots import CHOICES, guesses, hash_fields
+    from tests.governance.helpers import CHOICES, guesses, hash_fields
 
     api = stack.start_api("api").url
     assert api

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch.core import clock
 from dispatch.core.database import transaction
@@ -18,6 +19,9 @@ from governance.models import Member, MemberStatus
 from tests.conftest import Account, make_account, make_operator
 
 MakeMembers = Callable[[int], Awaitable[list[Account]]]
+# The audit log is append-only (a trigger); tests that play a forger lift it in a rolled-back session.
+UNLOCK = "ALTER TABLE governance_audit DISABLE TRIGGER governance_audit_append_only"
+LOCK = "ALTER TABLE governance_audit ENABLE TRIGGER governance_audit_append_only"
 
 
 @pytest.fixture
@@ -67,3 +71,12 @@ def travel() -> Iterator[Callable[[timedelta], None]]:
 
 def closes_in(seconds: float) -> str:
     return (clock.utcnow() + timedelta(seconds=seconds)).isoformat()
+
+
+@pytest.fixture
+async def scratch(app: Any) -> AsyncIterator[AsyncSession]:
+    """A session whose tampering is rolled back, so the shared log stays honest."""
+    async with app.state.sessionmaker() as session:
+        await session.execute(text(UNLOCK))
+        yield session
+        await session.rollback()

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+import itertools
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from governance import audit
+from governance.models import AuditEntry
 from governance.tasks import close_due_proposals
 from tests.conftest import Account
 from tests.e2e.harness import TIMES_SQUARE, WALL_STREET
@@ -76,3 +81,65 @@ def proposal_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def rehashed(entries: list[AuditEntry], forge: Any) -> list[AuditEntry]:
+    """The log as a forger who recomputes every hash would leave it."""
+    forged, prev = [], audit.GENESIS_HASH
+    for entry in entries:
+        payload = forge(entry, dict(entry.payload))
+        digest = audit.entry_hash(
+            entry.seq, prev, entry.type, entry.proposal_id, payload, entry.created_at
+        )
+        forged.append(
+            AuditEntry(
+                seq=entry.seq,
+                type=entry.type,
+                proposal_id=entry.proposal_id,
+                payload=payload,
+                created_at=entry.created_at,
+                prev_hash=prev,
+                hash=digest,
+            )
+        )
+        prev = digest
+    return forged
+
+
+# The sealed-ballot attack: what a reader of the open log would try on every hash.
+CHOICES = ("yes", "no", "abstain")
+
+
+def _digests(text: str) -> set[str]:
+    raw = text.encode()
+    return {hashlib.new(name, raw).hexdigest() for name in ("sha256", "sha1", "md5", "blake2b")}
+
+
+def guesses(entry: dict[str, Any], choice: str) -> set[str]:
+    """Every digest an attacker would try for one choice: the entry re-hashed with the choice put
+    back (in place of any field, or added), and plain hashes of the choice with each visible value
+    before or after it."""
+    payload = dict(entry["payload"])
+    created_at = datetime.fromisoformat(entry["created_at"]).astimezone(UTC)
+    payloads = [{**payload, "choice": choice}]
+    payloads += [{**payload, key: choice} for key in payload]
+    payloads += [
+        {k: v for k, v in payload.items() if k != key} | {"choice": choice} for key in payload
+    ]
+    found = {
+        audit.entry_hash(
+            entry["seq"], entry["prev_hash"], entry["type"], entry["proposal_id"], p, created_at
+        )
+        for p in payloads
+    }
+    visible = [str(v) for v in payload.values()] + [entry["proposal_id"], entry["prev_hash"], ""]
+    for value, separator in itertools.product(visible, ("", ":", "|", " ")):
+        found |= _digests(f"{value}{separator}{choice}") | _digests(f"{choice}{separator}{value}")
+    found |= _digests(json.dumps({**payload, "choice": choice}, sort_keys=True))
+    return found
+
+
+def hash_fields(entry: dict[str, Any]) -> set[str]:
+    values = {entry["hash"], entry["prev_hash"]}
+    values |= {str(v) for v in entry["payload"].values() if isinstance(v, str)}
+    return values

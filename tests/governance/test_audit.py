@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,11 +13,8 @@ from dispatch.cli import main
 from dispatch.core.database import transaction
 from governance import audit
 from governance.models import AuditEntry
-from tests.governance.conftest import MakeMembers
-from tests.governance.helpers import DAY, close, open_proposal, vote
-
-UNLOCK = "ALTER TABLE governance_audit DISABLE TRIGGER governance_audit_append_only"
-LOCK = "ALTER TABLE governance_audit ENABLE TRIGGER governance_audit_append_only"
+from tests.governance.conftest import LOCK, UNLOCK, MakeMembers
+from tests.governance.helpers import DAY, close, open_proposal, rehashed, vote
 
 
 @pytest.fixture
@@ -34,15 +30,6 @@ async def history(
     travel(timedelta(seconds=DAY + 1))
     assert (await close(app, client, a, pid))["status"] == "passed"
     return str(pid)
-
-
-@pytest.fixture
-async def scratch(app: Any) -> AsyncIterator[AsyncSession]:
-    """A session whose tampering is rolled back, so the shared log stays honest."""
-    async with app.state.sessionmaker() as session:
-        await session.execute(text(UNLOCK))
-        yield session
-        await session.rollback()
 
 
 async def seq_of(session: AsyncSession, pid: str, type: str) -> int:
@@ -101,29 +88,6 @@ async def test_verify_catches_a_cut_off_tail(history: str, scratch: AsyncSession
     report = await audit.verify(scratch)
     assert report.finding is not None and report.finding.seq == closed
     assert "missing from the log" in report.finding.problem
-
-
-def rehashed(entries: list[AuditEntry], forge: Any) -> list[AuditEntry]:
-    """The log as a forger who recomputes every hash would leave it."""
-    forged, prev = [], audit.GENESIS_HASH
-    for entry in entries:
-        payload = forge(entry, dict(entry.payload))
-        digest = audit.entry_hash(
-            entry.seq, prev, entry.type, entry.proposal_id, payload, entry.created_at
-        )
-        forged.append(
-            AuditEntry(
-                seq=entry.seq,
-                type=entry.type,
-                proposal_id=entry.proposal_id,
-                payload=payload,
-                created_at=entry.created_at,
-                prev_hash=prev,
-                hash=digest,
-            )
-        )
-        prev = digest
-    return forged
 
 
 async def test_verify_catches_rehashed_ballot_forgeries(

@@ -3,8 +3,6 @@ may let a reader recover the choice by trying each of the three."""
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,45 +16,16 @@ from governance import audit
 from governance.models import AuditEntry
 from tests.conftest import Account
 from tests.governance.conftest import MakeMembers
-from tests.governance.helpers import DAY, close, open_proposal, vote
-from tests.governance.test_audit import rehashed, scratch  # noqa: F401  (fixture)
-
-CHOICES = ("yes", "no", "abstain")
-
-
-def _digests(text: str) -> set[str]:
-    raw = text.encode()
-    return {hashlib.new(name, raw).hexdigest() for name in ("sha256", "sha1", "md5", "blake2b")}
-
-
-def guesses(entry: dict[str, Any], choice: str) -> set[str]:
-    """Every digest an attacker would try for one choice: the entry re-hashed with the choice put
-    back (in place of any field, or added), and plain hashes of the choice with each visible value
-    before or after it."""
-    payload = dict(entry["payload"])
-    created_at = datetime.fromisoformat(entry["created_at"]).astimezone(UTC)
-    payloads = [{**payload, "choice": choice}]
-    payloads += [{**payload, key: choice} for key in payload]
-    payloads += [
-        {k: v for k, v in payload.items() if k != key} | {"choice": choice} for key in payload
-    ]
-    found = {
-        audit.entry_hash(
-            entry["seq"], entry["prev_hash"], entry["type"], entry["proposal_id"], p, created_at
-        )
-        for p in payloads
-    }
-    visible = [str(v) for v in payload.values()] + [entry["proposal_id"], entry["prev_hash"], ""]
-    for value, separator in itertools.product(visible, ("", ":", "|", " ")):
-        found |= _digests(f"{value}{separator}{choice}") | _digests(f"{choice}{separator}{value}")
-    found |= _digests(json.dumps({**payload, "choice": choice}, sort_keys=True))
-    return found
-
-
-def hash_fields(entry: dict[str, Any]) -> set[str]:
-    values = {entry["hash"], entry["prev_hash"]}
-    values |= {str(v) for v in entry["payload"].values() if isinstance(v, str)}
-    return values
+from tests.governance.helpers import (
+    CHOICES,
+    DAY,
+    close,
+    guesses,
+    hash_fields,
+    open_proposal,
+    rehashed,
+    vote,
+)
 
 
 async def test_a_non_voter_cannot_recover_any_open_choice(
@@ -113,7 +82,7 @@ async def closed(
 async def test_choices_are_revealed_at_close_and_a_tampered_reveal_fails_verify(
     client: httpx.AsyncClient,
     closed: tuple[str, Account],
-    scratch: AsyncSession,  # noqa: F811
+    scratch: AsyncSession,
 ) -> None:
     pid, reader = closed
     log = (
