@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import numpy as np
+import pytest
 from sqlalchemy import text
 
 from dispatch.core import clock
 from dispatch.core.database import transaction
 from dispatch.core.redis import RegionKeys
-from dispatch.dispatcher.presence import LocationIndex
+from dispatch.dispatcher.presence import LocationIndex, position_of
+from dispatch.events import outbox
 from dispatch.events.models import Event
+from dispatch.events.outbox import WrittenEvent
+from dispatch.rides import service as rides_service
 from dispatch.simulation import real_cycle
 from dispatch.simulation.repository import WorldRepository
 from tests.conftest import TEST_DATABASE_URL
@@ -89,6 +95,30 @@ async def test_unanswered_offer_expires_and_moves_on(
     assert accepted.status_code == 200 and accepted.json()["status"] == "matched"
     again = await client.post(f"/v1/driver/offers/{offer['offer_id']}/accept", headers=slow.headers)
     assert again.status_code == 409
+
+
+async def test_a_batchs_events_are_packed_off_the_event_loop(
+    client: httpx.AsyncClient, app: Any, region: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of `offer.expired` or `ride.unfulfilled` events were built and packed on the
+    event loop (27-75 ms for 5,000), stalling every socket of the process; offers already were
+    packed in a thread."""
+    loop_thread = threading.get_ident()
+    packed: list[tuple[str, int]] = []
+
+    def recording_pack(events: Sequence[WrittenEvent], region: str) -> bytes:
+        packed.extend((event.type, threading.get_ident()) for event in events)
+        return outbox.pack_publishes(events, region)
+
+    monkeypatch.setattr(rides_service, "pack_publishes", recording_pack)
+    driver = await online_driver(client, app, region, 10.501, 10.501)
+    await offered_ride(client, app, region, driver)
+    clock.advance(timedelta(seconds=app.state.settings.offer_ttl_s + 0.5))
+    assert (await cycle(app, region)).expired_offers == 1
+    clock.advance(timedelta(seconds=app.state.settings.request_timeout_s + 1))
+    assert (await cycle(app, region)).unfulfilled == 1
+    assert [kind for kind, _ in packed] == ["offer", "offer.expired", "ride.unfulfilled"]
+    assert loop_thread not in {thread for _, thread in packed}
 
 
 async def test_one_driver_gets_one_offer_at_a_time(
@@ -286,4 +316,9 @@ async def test_a_driver_without_an_account_row_does_not_sink_the_batch(
     report = await cycle(app, region)
     assert report.offered == [(ride, driver.id)]
     await offer_for(client, driver, ride)
-    assert ghost_ride not in {ride_id for ride_id, _ in report.offered}
+    # The planner gave the ghost the nearest ride every cycle until its socket ended: it leaves
+    # the index, and its ride goes to a real driver farther away.
+    keys = RegionKeys(region)
+    assert await position_of(app.state.redis, keys, uuid.UUID(ghost)) is None
+    other = await online_driver(client, app, region, lat + 0.002, lng + 0.002)
+    assert (await cycle(app, region)).offered == [(ghost_ride, other.id)]

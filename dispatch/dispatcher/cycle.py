@@ -139,6 +139,7 @@ async def run_cycle(
             if planned.offers is not None:
                 report.offered = await service.make_offers(session, planned.offers)
                 report.offers_sent = len(report.offered)
+                await _forget_ghosts(state, keys, repository, planned.offers, report.offered)
             marks["written"] = time.perf_counter()
     finished = time.perf_counter()
     report.snapshot_ms = (marks["read"] - started) * 1000
@@ -155,6 +156,23 @@ async def _fleet(
 ) -> presence.DriverPositions:
     await presence.prune_silent(state.redis, keys, settings.driver_silence_s)
     return await presence.snapshot(state.redis, keys)
+
+
+async def _forget_ghosts(
+    state: SessionSource,
+    keys: RegionKeys,
+    repository: DispatchRepository,
+    drafted: service.OfferBatch,
+    offered: Sequence[tuple[str, str]],
+) -> None:
+    """A position can outlive its driver's account (deleted while its socket streams): the
+    insert skips its offer, and without this the planner gave it the nearest ride every cycle.
+    Only offers not made are looked at, so a batch without one costs nothing."""
+    skipped = set(drafted.driver_ids).difference(driver_id for _, driver_id in offered)
+    if skipped:
+        ghosts = await repository.without_driver_row(skipped)
+        if ghosts:
+            await presence.forget(state.redis, keys, ghosts)
 
 
 def _plan(snapshot: _Snapshot, eta: EtaModel, settings: Settings) -> _Planned:

@@ -8,7 +8,7 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,6 +212,14 @@ async def prune_silent(redis: Redis, keys: RegionKeys, silence_s: float) -> int:
         PRUNE_SILENT, 2, keys.drivers_geo, keys.drivers_seen, time.time() - silence_s
     )
     return int(removed)
+
+
+async def forget(redis: Redis, keys: RegionKeys, driver_ids: Collection[str]) -> None:
+    """Drivers out of the region's index (and its last-seen set), in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrem(keys.drivers_geo, *driver_ids)
+        pipe.zrem(keys.drivers_seen, *driver_ids)
+        await pipe.execute()
 
 
 async def snapshot(redis: Redis, keys: RegionKeys) -> DriverPositions:

@@ -251,8 +251,19 @@ class DispatchRepository:
         }
         return (await self.session.execute(_INSERT_OFFERS, params)).all()
 
+    async def without_driver_row(self, driver_ids: Collection[str]) -> list[str]:
+        """Those of `driver_ids` with no `driver` row (an account deleted while its position
+        streams)."""
+        found = await self.session.execute(_WITHOUT_DRIVER_ROW, {"ids": list(driver_ids)})
+        return [str(d) for d in found.scalars()]
+
 
 # Plain SQL constants: compiled once, and asyncpg keeps them prepared.
+_WITHOUT_DRIVER_ROW = text("""
+SELECT id FROM unnest(CAST(:ids AS uuid[])) AS d(id)
+WHERE NOT EXISTS (SELECT 1 FROM driver WHERE driver.user_id = d.id)
+""")
+
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 
 _EXPIRE_OFFERS = text("""

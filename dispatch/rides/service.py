@@ -25,7 +25,6 @@ from dispatch.events.outbox import (
     WrittenEvent,
     pack_publishes,
     publish_packed,
-    publish_written,
     record_event,
 )
 from dispatch.fares.repository import FareRepository
@@ -471,14 +470,20 @@ UNFULFILLED_PAYLOAD = json.dumps({"status": "unfulfilled", "reason": "no driver 
 
 async def expire_offers(session: AsyncSession, region: str, now: datetime) -> int:
     rows = await DispatchRepository(session).expire_offers(region, now)
-    publish_written(
-        session,
+    if rows:
+        publish_packed(session, await asyncio.to_thread(_expired, rows, session.info["region"]))
+    return len(rows)
+
+
+def _expired(rows: Sequence[Row[int, uuid.UUID, uuid.UUID, str]], region: str) -> bytes:
+    """The `offer.expired` events packed for publishing (a worker thread: thousands a batch)."""
+    return pack_publishes(
         [
             WrittenEvent(event_id, driver_id, ride_id, "offer.expired", json.dumps({"offer_id": o}))
             for event_id, driver_id, ride_id, o in rows
         ],
+        region,
     )
-    return len(rows)
 
 
 async def give_up_requests(
@@ -489,14 +494,19 @@ async def give_up_requests(
     rows = await DispatchRepository(session).give_up_requests(
         region, now, before, UNFULFILLED_PAYLOAD
     )
-    publish_written(
-        session,
+    if rows:
+        publish_packed(session, await asyncio.to_thread(_given_up, rows, session.info["region"]))
+    return len(rows)
+
+
+def _given_up(rows: Sequence[Row[int, uuid.UUID, uuid.UUID]], region: str) -> bytes:
+    return pack_publishes(
         [
             WrittenEvent(event_id, rider_id, ride_id, "ride.unfulfilled", UNFULFILLED_PAYLOAD)
             for event_id, rider_id, ride_id in rows
         ],
+        region,
     )
-    return len(rows)
 
 
 @dataclass(frozen=True)
