@@ -6,9 +6,11 @@ whatever else the machine is doing. Writes `docs/benchmarks/real_cycle.md`.
 
 Each size gets a database of its own (`<COOP_DATABASE_URL's name>_real_cycle`, dropped and
 migrated), one rider, quote and `requested` ride per request at real taxi pickups, one driver
-account per driver at real Uber pickups in the region's Redis GEO index. Before every cycle the
-offers and offer events of the previous one are deleted and the requests' waits reset, so every
-cycle offers the same batch.
+account per driver at real Uber pickups in the region's Redis GEO index. Two phases: `fresh`
+(before every cycle the previous one's offers and events are deleted and the requests' waits
+reset: the best case, no expirations) and `steady` (250,000 completed rides with their offers and
+events in the tables; the previous batch's offers run out unanswered, so every cycle expires
+them, and a tenth more requests than the batch have waited past the timeout and are given up).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -50,7 +52,10 @@ TAXI_FILE = "nyc_yellow_taxi_2013-01-01_debs2015_sample.csv"
 UBER_FILE = "nyc_uber_pickups_2014-04-01_to_04-12_B02512_B02598.csv"
 REGION = "bench"
 NYC_AREA = "MULTIPOLYGON(((-74.3 40.45, -73.65 40.45, -73.65 40.95, -74.3 40.95, -74.3 40.45)))"
-SIZES = ((2000, 10000, 20), (5000, 50000, 10))  # requests, drivers, cycles
+SIZES = ((2000, 10000, 10), (5000, 50000, 5))  # requests, drivers, cycles of each phase
+HISTORY_RIDES = 250_000
+TARGETS_MS = {(2000, 10000): 100.0, (5000, 50000): 400.0}  # issue 11.7, real cycle p50
+STALL_TARGET_MS = 5.0  # "no cycle work of more than a few milliseconds on the event loop"
 
 
 async def place_drivers(
@@ -77,6 +82,7 @@ async def mark_seen(redis: Redis, region: str, driver_ids: Sequence[uuid.UUID]) 
 class SizeRun:
     n_requests: int
     n_drivers: int
+    phase: str
     real: list[CycleReport] = field(default_factory=list)
     stalls_ms: list[float] = field(default_factory=list)  # longest event-loop stall per cycle
     engine: list[batch_cycle.CycleTimes] = field(default_factory=list)
@@ -107,7 +113,7 @@ class LoopWatch:
 
 async def measure_size(
     n_requests: int, n_drivers: int, cycles: int, data: Path, seed: int = 0
-) -> SizeRun:
+) -> list[SizeRun]:
     base = get_settings()
     name = base.database_url.rsplit("/", 1)[1].split("?")[0] + "_real_cycle"
     url = base.database_url.rsplit("/", 1)[0] + "/" + name
@@ -127,7 +133,8 @@ async def measure_size(
     redis = create_redis(settings.redis_url)
     state = ProcessState(settings, engine, create_sessionmaker(engine), redis)
     sync_redis = batch_cycle.bench_redis()
-    run = SizeRun(n_requests, n_drivers)
+    fresh_run = SizeRun(n_requests, n_drivers, "fresh")
+    steady_run = SizeRun(n_requests, n_drivers, "steady")
     try:
         world = WorldRepository(conn)
         policy = await world.add_region(REGION, NYC_AREA)
@@ -159,41 +166,73 @@ async def measure_size(
         if settings.gc_freeze:
             freeze_startup_heap()  # as the dispatcher process does once it has started
         waited = [timedelta(seconds=float(w)) for w in requests.waited_s]
-        for cycle in range(cycles + 1):  # the first of each kind warms caches and code
+
+        async def measure(
+            phase: SizeRun, cycles: int, reset: Callable[[], Awaitable[None]]
+        ) -> None:
+            for cycle in range(cycles + 1):  # the first of each phase warms caches and code
+                await reset()
+                await mark_seen(redis, REGION, driver_ids)
+                engine_times = batch_cycle.run_cycle(
+                    sync_redis,
+                    engine_key,
+                    engine_requests,
+                    matching_settings(settings),
+                    eta,
+                    f"real-{seed}-{phase.phase}-{cycle}",
+                )
+                try:
+                    with LoopWatch() as watch:
+                        report = await run_cycle(state, REGION, settings, eta)
+                except Exception as error:  # the code before the fix failed every large batch
+                    phase.failures.append(f"{type(error).__name__}: {str(error)[:200]}")
+                    print(f"  cycle {cycle} failed: {phase.failures[-1]}", flush=True)
+                    continue
+                if cycle > 0:
+                    phase.engine.append(engine_times)
+                    phase.real.append(report)
+                    phase.stalls_ms.append(watch.longest_ms)
+                print(
+                    f"  {n_requests}x{n_drivers} {phase.phase} cycle {cycle}: real "
+                    f"{report.cycle_ms:.1f} ms ({report.offers_sent} offers, "
+                    f"{report.expired_offers} expired, {report.unfulfilled} given up, loop stall "
+                    f"{watch.longest_ms:.1f} ms), engine-only {engine_times.total_ms:.1f} ms "
+                    f"({engine_times.matched}); real snapshot {report.snapshot_ms:.0f} "
+                    f"plan {report.plan_ms:.0f} write {report.write_ms:.0f} "
+                    f"commit {report.commit_ms:.0f} publish {report.publish_ms:.0f}",
+                    flush=True,
+                )
+
+        async def fresh() -> None:
             await world.reset_batch(ride_ids, waited, utcnow())
-            await mark_seen(redis, REGION, driver_ids)
-            engine_times = batch_cycle.run_cycle(
-                sync_redis,
-                engine_key,
-                engine_requests,
-                matching_settings(settings),
-                eta,
-                f"real-{seed}-{cycle}",
-            )
-            try:
-                with LoopWatch() as watch:
-                    report = await run_cycle(state, REGION, settings, eta)
-            except Exception as error:  # the code before the fix failed every large batch
-                run.failures.append(f"{type(error).__name__}: {str(error)[:200]}")
-                print(f"  cycle {cycle} failed: {run.failures[-1]}", flush=True)
-                continue
-            if cycle > 0:
-                run.engine.append(engine_times)
-                run.real.append(report)
-                run.stalls_ms.append(watch.longest_ms)
-            print(
-                f"  {n_requests}x{n_drivers} cycle {cycle}: real {report.cycle_ms:.1f} ms "
-                f"({report.offers_sent} offers, loop stall {watch.longest_ms:.1f} ms), "
-                f"engine-only {engine_times.total_ms:.1f} ms ({engine_times.matched}); "
-                f"real snapshot {getattr(report, 'snapshot_ms', 0):.0f} "
-                f"plan {getattr(report, 'plan_ms', 0):.0f} "
-                f"write {getattr(report, 'write_ms', 0):.0f} "
-                f"commit {getattr(report, 'commit_ms', 0):.0f} "
-                f"publish {getattr(report, 'publish_ms', 0):.0f}; "
-                f"engine snapshot {engine_times.snapshot_ms:.0f} "
-                f"plan {engine_times.plan_ms:.0f} write {engine_times.write_ms:.0f}",
-                flush=True,
-            )
+
+        await measure(fresh_run, cycles, fresh)
+        await world.reset_batch(ride_ids, waited, utcnow())
+        # The steady phase: a co-op's history in the tables, the previous batch's offers run
+        # out unanswered (each cycle expires them), and a tenth more requests than the batch
+        # have waited past the timeout (each cycle gives them up; the next reopens them).
+        started = time.perf_counter()
+        riders = await world.riders_of(ride_ids)
+        await world.add_history(
+            REGION, policy, riders, driver_ids, HISTORY_RIDES, utcnow() - timedelta(minutes=1)
+        )
+        old = await world.add_requests(
+            REGION,
+            policy,
+            requests.lat[: n_requests // 10].tolist(),
+            requests.lng[: n_requests // 10].tolist(),
+            now,
+        )
+        await world.analyze()
+        print(f"  history seeded in {time.perf_counter() - started:.1f} s", flush=True)
+        given_up_wait = [timedelta(seconds=settings.request_timeout_s + 60)] * len(old)
+
+        async def steady() -> None:
+            at = utcnow()
+            await world.run_out_offers(at)
+            await world.reopen([*ride_ids, *old], [*waited, *given_up_wait], at)
+
+        await measure(steady_run, cycles, steady)
         sync_redis.delete(engine_key)
         await redis.delete(keys.drivers_geo, keys.drivers_seen)
     finally:
@@ -203,7 +242,7 @@ async def measure_size(
         sync_redis.close()
         os.environ["COOP_DATABASE_URL"] = base.database_url
         get_settings.cache_clear()
-    return run
+    return [fresh_run, steady_run]
 
 
 def _p(values: Sequence[float], q: float) -> float:
@@ -236,37 +275,71 @@ def render(runs: Sequence[SizeRun], command: str, uptime: tuple[str, str], when:
         "[matching.md](matching.md#batch-cycle-against-the-real-redis) (snapshot, plan, offers "
         "as one Redis hash). The batch geometry is the engine benchmark's (seed 0): requests at "
         "real taxi pickups that have waited 0–60 s, drivers at real Uber pickups. "
-        "`fairness_weight` is 0 (the default), so the day's-earnings aggregate is not run.",
+        "`fairness_weight` is 0 (the default), so the day's-earnings aggregate is not run. "
+        "Two phases per size: `fresh` deletes the previous cycle's offers and events before "
+        "each cycle (no expirations, empty history: the best case); `steady` has "
+        f"{HISTORY_RIDES:,} completed rides with their accepted offers and four events each in "
+        "the tables, lets the previous batch's offers run out unanswered (each cycle expires "
+        "them, and their drivers stay excluded from those rides) and keeps a tenth more "
+        "requests than the batch waiting past the timeout (each cycle gives them up).",
         "",
         f"Measured {when}; `uptime` before: `{uptime[0]}`; after: `{uptime[1]}`. "
         f"Command: `{command}`.",
         "",
         *(f"- {m}" for m in _machine()),
         "",
-        "| requests × drivers | cycles | real p50 ms | real p99 ms | engine-only p50 ms | "
-        "engine-only p99 ms | real ÷ engine (p50) | offers per cycle | failed cycles | "
-        "longest loop stall p50 / max ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| requests × drivers | phase | cycles | real p50 ms | real p99 ms | engine-only p50 ms "
+        "| engine-only p99 ms | real ÷ engine (p50) | offers / expired / given up per cycle | "
+        "failed cycles | longest loop stall p50 / max ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         real = [r.cycle_ms for r in run.real]
         engine = [c.total_ms for c in run.engine]
         ratio = _p(real, 50) / _p(engine, 50) if real and engine else float("nan")
-        offers = statistics.median(r.offers_sent for r in run.real) if run.real else 0
+
+        def counts(name: str, run: SizeRun = run) -> str:
+            return (
+                f"{statistics.median(getattr(r, name) for r in run.real):,.0f}" if run.real else "–"
+            )
+
         lines.append(
-            f"| {run.n_requests:,} × {run.n_drivers:,} | {len(real)} | {_p(real, 50):.1f} | "
-            f"{_p(real, 99):.1f} | {_p(engine, 50):.1f} | {_p(engine, 99):.1f} | {ratio:.1f}× | "
-            f"{offers:,.0f} | {len(run.failures)} | {_p(run.stalls_ms, 50):.1f} / "
-            f"{max(run.stalls_ms, default=float('nan')):.1f} |"
+            f"| {run.n_requests:,} × {run.n_drivers:,} | {run.phase} | {len(real)} | "
+            f"{_p(real, 50):.1f} | {_p(real, 99):.1f} | {_p(engine, 50):.1f} | "
+            f"{_p(engine, 99):.1f} | {ratio:.1f}× | {counts('offers_sent')} / "
+            f"{counts('expired_offers')} / {counts('unfulfilled')} | {len(run.failures)} | "
+            f"{_p(run.stalls_ms, 50):.1f} / {max(run.stalls_ms, default=float('nan')):.1f} |"
+        )
+    lines += [
+        "",
+        'Against the targets of issue 11.7 (median real cycle; the loop target, "no cycle work '
+        f'of more than a few milliseconds on the event loop", read as the longest stall at most '
+        f"{STALL_TARGET_MS:.0f} ms in every cycle):",
+        "",
+        "| requests × drivers | phase | target p50 ms | measured p50 ms | cycle target | "
+        "longest stall ms | loop target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        target = TARGETS_MS.get((run.n_requests, run.n_drivers))
+        real_p50 = _p([r.cycle_ms for r in run.real], 50)
+        stall = max(run.stalls_ms, default=float("nan"))
+        met = "—" if target is None else ("met" if real_p50 <= target else "**not met**")
+        loop_met = "met" if stall <= STALL_TARGET_MS else "**not met**"
+        lines.append(
+            f"| {run.n_requests:,} × {run.n_drivers:,} | {run.phase} | "
+            f"{'—' if target is None else f'{target:.0f}'} | {real_p50:.1f} | {met} | "
+            f"{stall:.1f} | {loop_met} |"
         )
     lines += [
         "",
         "Where the real cycle's time goes (median ms of each phase; `snapshot` is every read "
-        "before planning, `plan` the worker thread, `write` the offer statement, `commit` the "
-        "commit, `publish` the events' `EVAL`):",
+        "before planning, expiring and giving up included, `plan` the worker thread, `write` "
+        "the offer statement, `commit` the commit, `publish` the events' `EVAL`):",
         "",
-        "| requests × drivers | snapshot | plan | write | commit | publish | of which solve |",
-        "|---|---|---|---|---|---|---|",
+        "| requests × drivers | phase | snapshot | plan | write | commit | publish | "
+        "of which solve |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
 
@@ -274,7 +347,7 @@ def render(runs: Sequence[SizeRun], command: str, uptime: tuple[str, str], when:
             return statistics.median(getattr(r, name, 0.0) for r in run.real) if run.real else 0.0
 
         lines.append(
-            f"| {run.n_requests:,} × {run.n_drivers:,} | {m('snapshot_ms'):.1f} | "
+            f"| {run.n_requests:,} × {run.n_drivers:,} | {run.phase} | {m('snapshot_ms'):.1f} | "
             f"{m('plan_ms'):.1f} | {m('write_ms'):.1f} | {m('commit_ms'):.1f} | "
             f"{m('publish_ms'):.1f} | {m('solve_ms'):.1f} |"
         )
@@ -306,7 +379,7 @@ async def _main(args: argparse.Namespace) -> int:
         sizes = ((n_requests, n_drivers, args.cycles or 5),)
     for n_requests, n_drivers, cycles in sizes:
         print(f"real cycle {n_requests} x {n_drivers}", flush=True)
-        runs.append(await measure_size(n_requests, n_drivers, args.cycles or cycles, args.data))
+        runs += await measure_size(n_requests, n_drivers, args.cycles or cycles, args.data)
     after = _uptime()
     command = "flock /tmp/coop-bench.lock python -m dispatch.simulation.real_cycle" + (
         f" --cycles {args.cycles}" if args.cycles else ""
@@ -323,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--cycles", type=int, help="cycles per size (default 20 and 10)")
+    parser.add_argument(
+        "--cycles", type=int, help="cycles of each phase per size (default 10 and 5)"
+    )
     parser.add_argument("--size", help="one size only, e.g. 2000x10000 (not for the report)")
     args = parser.parse_args(argv)
     args.data = args.data.resolve()

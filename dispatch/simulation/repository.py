@@ -110,6 +110,95 @@ class WorldRepository:
         )
         return rides
 
+    async def add_history(
+        self,
+        region: str,
+        policy_version: int,
+        riders: Sequence[uuid.UUID],
+        drivers: Sequence[uuid.UUID],
+        n: int,
+        before: datetime,
+    ) -> None:
+        """`n` completed rides of the last days (one every 2 s before `before`), each with its
+        quote, accepted offer and four events, as a co-op's tables hold after a while."""
+        async with self.conn.transaction():
+            await self.conn.execute(
+                "CREATE TEMP TABLE history ON COMMIT DROP AS "
+                "SELECT gen_random_uuid() AS ride, gen_random_uuid() AS quote, "
+                "gen_random_uuid() AS offer, "
+                "($1::uuid[])[1 + i % cardinality($1::uuid[])] AS rider, "
+                "($2::uuid[])[1 + i % cardinality($2::uuid[])] AS driver, "
+                "$3::timestamptz - i * interval '2 s' AS at FROM generate_series(1, $4) AS i",
+                riders,
+                drivers,
+                before,
+                n,
+            )
+            trip = (
+                "40.75, -73.98, 40.759, -73.98, 1200, 300, 1250, 1125, 125, 'USD', "
+                f"{int(policy_version)}"
+            )
+            priced = (
+                "pickup_lat, pickup_lng, dropoff_lat, dropoff_lng, distance_m, duration_s, "
+                "total_cents, driver_cents, coop_cents, currency, policy_version"
+            )
+            await self.conn.execute(
+                f"INSERT INTO quote (id, rider_id, region_id, breakdown, created_at, expires_at, "
+                f"{priced}) SELECT quote, rider, $1, '{{}}', at - interval '20 min', "
+                f"at - interval '15 min', {trip} FROM history",
+                region,
+            )
+            await self.conn.execute(
+                f"INSERT INTO ride (id, rider_id, driver_id, quote_id, region_id, status, "
+                f"requested_at, matched_at, arrived_at, started_at, ended_at, pickup_eta_s, "
+                f"{priced}) SELECT ride, rider, driver, quote, $1, 'completed', "
+                f"at - interval '20 min', at - interval '19 min', at - interval '15 min', "
+                f"at - interval '14 min', at, 240, {trip} FROM history",
+                region,
+            )
+            await self.conn.execute(
+                "INSERT INTO offer (id, ride_id, driver_id, status, eta_s, created_at, "
+                "expires_at, responded_at) SELECT offer, ride, driver, 'accepted', 240, "
+                "at - interval '20 min', at - interval '20 min' + interval '15 s', "
+                "at - interval '19 min' FROM history"
+            )
+            await self.conn.execute(
+                "INSERT INTO event (user_id, ride_id, type, payload, created_at) "
+                "SELECT e.user_id, ride, e.type, jsonb_build_object('ride_id', ride::text, "
+                "'status', e.type), e.at FROM history CROSS JOIN LATERAL (VALUES "
+                "(driver, 'offer', at - interval '20 min'), "
+                "(rider, 'ride.matched', at - interval '19 min'), "
+                "(rider, 'ride.started', at - interval '14 min'), "
+                "(rider, 'ride.completed', at)) AS e(user_id, type, at) ORDER BY e.at"
+            )
+
+    async def reopen(
+        self, ride_ids: Sequence[uuid.UUID], waited: Sequence[timedelta], at: datetime
+    ) -> None:
+        """The rides `requested` again, each waiting `waited` at `at` (given-up ones too)."""
+        await self.conn.execute(
+            "UPDATE ride SET status = 'requested', ended_at = NULL, "
+            "requested_at = $1::timestamptz - w FROM unnest($2::uuid[], $3::interval[]) "
+            "AS u(id, w) WHERE ride.id = u.id",
+            at,
+            ride_ids,
+            waited,
+        )
+
+    async def run_out_offers(self, at: datetime) -> None:
+        """Every pending offer past its time at `at`, as if nobody answered the last batch."""
+        await self.conn.execute(
+            "UPDATE offer SET expires_at = $1::timestamptz - interval '1 s' "
+            "WHERE status = 'pending'",
+            at,
+        )
+
+    async def riders_of(self, ride_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        rows = await self.conn.fetch(
+            "SELECT rider_id FROM ride WHERE id = ANY($1::uuid[])", ride_ids
+        )
+        return [row[0] for row in rows]
+
     async def analyze(self) -> None:
         await self.conn.execute("ANALYZE")
 
