@@ -6,9 +6,12 @@ not the application's statements.
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -198,6 +201,46 @@ class WorldRepository:
             "SELECT rider_id FROM ride WHERE id = ANY($1::uuid[])", ride_ids
         )
         return [row[0] for row in rows]
+
+    async def explain_offer_insert(self, sql: str, at: datetime, ttl_s: float) -> dict[str, Any]:
+        """`EXPLAIN (ANALYZE, FORMAT JSON)` of the dispatcher's offer insert (`sql`, with its
+        `:name` parameters) writing again the batch of the pending offers, each first expired,
+        all rolled back: where the write phase's time goes in PostgreSQL."""
+        names: list[str] = []
+
+        def numbered(match: re.Match[str]) -> str:
+            if match[1] not in names:
+                names.append(match[1])
+            return f"${names.index(match[1]) + 1}"
+
+        statement = re.sub(r"(?<!:):(\w+)", numbered, sql)
+        tx = self.conn.transaction()
+        await tx.start()
+        try:
+            batch = await self.conn.fetch(
+                "SELECT o.ride_id::text, o.driver_id::text, o.eta_s, e.payload::text FROM offer o "
+                "JOIN event e ON e.ride_id = o.ride_id AND e.user_id = o.driver_id "
+                "AND e.type = 'offer' WHERE o.status = 'pending' ORDER BY e.id"
+            )
+            await self.conn.execute("UPDATE offer SET status = 'expired' WHERE status = 'pending'")
+            values = {
+                "ids": [str(uuid.uuid4()) for _ in batch],
+                "ride_ids": [row[0] for row in batch],
+                "driver_ids": [row[1] for row in batch],
+                "eta_s": [row[2] for row in batch],
+                "payloads": [row[3] for row in batch],
+                "now": at,
+                "expires_at": at + timedelta(seconds=ttl_s),
+            }
+            plan = await self.conn.fetchval(
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement,
+                *(values[name] for name in names),
+            )
+        finally:
+            await tx.rollback()
+        found: dict[str, Any] = json.loads(plan)[0]
+        found["offers"] = len(batch)
+        return found
 
     async def analyze(self) -> None:
         await self.conn.execute("ANALYZE")
