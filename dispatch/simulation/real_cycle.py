@@ -286,7 +286,13 @@ def render(runs: Sequence[SizeRun], command: str, uptime: tuple[str, str], when:
         f"{HISTORY_RIDES:,} completed rides with their accepted offers and four events each in "
         "the tables, lets the previous batch's offers run out unanswered (each cycle expires "
         "them, and their drivers stay excluded from those rides) and keeps a tenth more "
-        "requests than the batch waiting past the timeout (each cycle gives them up).",
+        "requests than the batch waiting past the timeout (each cycle gives them up). The "
+        "steady phase's exclusions grow by one driver per ride each cycle (the last cycle "
+        "reads one tried driver per ride per cycle before it), more than a co-op's rides "
+        "collect before they are given up, so its later cycles are slower than its first. "
+        "Expiring is an `UPDATE` of `offer.status`, a column of the partial unique indexes' "
+        "predicates, so none of those updates is HOT: each writes a new row version and an "
+        "entry in each of `offer`'s five indexes, and its `offer.expired` event.",
         "",
         f"Measured {when}; `uptime` before: `{uptime[0]}`; after: `{uptime[1]}`. "
         f"Command: `{command}`.",
