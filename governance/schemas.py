@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -19,7 +18,7 @@ from pydantic import (
 )
 
 from dispatch.core.params import AwareIsoDatetime
-from dispatch.core.text import DisplayText, display_text, normalised_before_limits
+from dispatch.core.text import DisplayText, display_text, held_to_limits
 
 CENTS = Field(default=None, ge=0, le=10_000_000)
 # A rate as written by a person: digits and at most one point; no sign, exponent or spaces.
@@ -69,7 +68,7 @@ def _paragraphs(value: str) -> str:
     return text
 
 
-Paragraphs = Annotated[str, BeforeValidator(normalised_before_limits(_paragraphs))]
+Paragraphs = Annotated[str, held_to_limits(_paragraphs)]
 
 
 class ProposalCreate(BaseModel):
@@ -77,9 +76,7 @@ class ProposalCreate(BaseModel):
 
     # Shown to every member, in the app and in the proposal.opened notice.
     title: DisplayText = Field(min_length=3, max_length=200)
-    rationale: Annotated[str, BeforeValidator(normalised_before_limits(_paragraphs))] = Field(
-        min_length=1, max_length=10_000
-    )
+    rationale: Paragraphs = Field(min_length=1, max_length=10_000)
     changes: PolicyChanges
     # ISO 8601 with a timezone; a number is not taken as a Unix timestamp.
     closes_at: AwareIsoDatetime

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from confusable_homoglyphs import confusables
-from pydantic import BeforeValidator
+from pydantic import ValidatorFunctionWrapHandler, WrapValidator
 
 # Bidirectional embeddings, overrides, isolates and marks (Unicode's Bidi_Control), which make
 # text display in another order than it reads.
@@ -67,15 +67,19 @@ def multiline_text(value: str) -> str:
     return display_text(value, multiline=True)
 
 
-def normalised_before_limits(normalise: Callable[[str], str]) -> Callable[[object], object]:
-    # Before, not after, the field's length limits: NFKC can make text 18 times longer (U+FDFA),
-    # and a limit checked on the raw text let the database refuse the row instead (a 500).
-    def validate(value: object) -> object:
-        return normalise(value) if isinstance(value, str) else value
+def held_to_limits(normalise: Callable[[str], str]) -> WrapValidator:
+    """The field's length limits hold twice: for the text as sent (what the schema promises and
+    a client counts) and for the text normalised (what is stored: NFKC makes U+FDFA 18
+    characters, and a limit checked on the sent text alone let the database refuse the row, a
+    500)."""
 
-    return validate
+    def validate(value: object, handler: ValidatorFunctionWrapHandler) -> str:
+        sent: str = handler(value)
+        stored: str = handler(normalise(sent))
+        return stored
+
+    return WrapValidator(validate)
 
 
-# Schema types: normalised, then held to the field's min_length/max_length.
-DisplayText = Annotated[str, BeforeValidator(normalised_before_limits(display_text))]
-MultilineText = Annotated[str, BeforeValidator(normalised_before_limits(multiline_text))]
+DisplayText = Annotated[str, held_to_limits(display_text)]
+MultilineText = Annotated[str, held_to_limits(multiline_text)]

@@ -158,6 +158,8 @@ async def test_titles_and_rationales_shown_to_members_are_plain_text(
         ("title", "    "),
         ("title", "Raise\u0000fares"),
         ("title", "\ufdfa" * 200),  # 3,600 characters once NFKC has expanded it
+        # 10,002 characters as sent, 5,001 once NFKC composes them: over the schema's limit.
+        ("rationale", "e\u0301" * 5001),
         ("rationale", "Because \x1b]0;owned\x07"),
         ("rationale", "fine \u2066hidden\u2069"),
         ("rationale", " \n\t "),
