@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from loadtests.ingest import rss_bytes, start_servers
-from loadtests.run import RESULTS, ROOT, create_database, load_database_env, metrics_headers
+from loadtests.run import RESULTS, load_database_env, metrics_headers, seeded_driver_tokens
 
 
 def gauge(metrics: str, name: str) -> float:
@@ -119,16 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     env = load_database_env(dict(os.environ))
-    create_database(env["COOP_DATABASE_URL"])
-    subprocess.run([sys.executable, "-m", "dispatch.cli", "migrate"], cwd=ROOT, env=env, check=True)
-    credentials = out / "credentials.json"
-    subprocess.run(
-        [sys.executable, "-m", "dispatch.cli", "seed", "--riders", "0",
-         "--drivers", str(args.connections), "--credentials", str(credentials)],
-        cwd=ROOT, env=env, check=True,
-    )  # fmt: skip
-    tokens = [d["token"] for d in json.loads(credentials.read_text())["drivers"]]
-    credentials.unlink()
+    tokens = seeded_driver_tokens(env, out, args.connections)
     [(server, api)] = start_servers("coop", 1, env, out)
     try:
         # Warm the route before the baseline.

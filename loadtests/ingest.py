@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 
 from loadtests.frames import CLOSE, PING, PONG, TEXT, client_frame, server_frames, upgrade_request
-from loadtests.run import RESULTS, ROOT, create_database, free_port, load_database_env
+from loadtests.run import RESULTS, ROOT, free_port, load_database_env, seeded_driver_tokens
 
 TICK_S = 0.002
 
@@ -310,18 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     env["COOP_WS_MESSAGES_PER_SECOND"] = "100000"
     tokens: list[str] = []
     if args.target == "coop":
-        create_database(env["COOP_DATABASE_URL"])
-        subprocess.run(
-            [sys.executable, "-m", "dispatch.cli", "migrate"], cwd=ROOT, env=env, check=True
-        )
-        credentials = out / "credentials.json"
-        subprocess.run(
-            [sys.executable, "-m", "dispatch.cli", "seed", "--riders", "0",
-             "--drivers", str(args.connections), "--credentials", str(credentials)],
-            cwd=ROOT, env=env, check=True,
-        )  # fmt: skip
-        tokens = [d["token"] for d in json.loads(credentials.read_text())["drivers"]]
-        credentials.unlink()
+        tokens = seeded_driver_tokens(env, out, args.connections)
     else:
         tokens = [""] * args.connections
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shlex
@@ -90,6 +91,21 @@ def create_database(url: str) -> None:
             await admin.close()
 
     asyncio.run(create())
+
+
+def seeded_driver_tokens(env: dict[str, str], out: Path, count: int) -> list[str]:
+    """The load database created and migrated, `count` drivers seeded: their access tokens."""
+    create_database(env["COOP_DATABASE_URL"])
+    subprocess.run([sys.executable, "-m", "dispatch.cli", "migrate"], cwd=ROOT, env=env, check=True)
+    credentials = out / "credentials.json"
+    subprocess.run(
+        [sys.executable, "-m", "dispatch.cli", "seed", "--riders", "0",
+         "--drivers", str(count), "--credentials", str(credentials)],
+        cwd=ROOT, env=env, check=True,
+    )  # fmt: skip
+    tokens = [str(d["token"]) for d in json.loads(credentials.read_text())["drivers"]]
+    credentials.unlink()
+    return tokens
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
