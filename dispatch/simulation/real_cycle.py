@@ -44,13 +44,11 @@ from dispatch.matching.batch import DriverSnapshot, RequestBatch
 from dispatch.matching.eta import FloatArray, StraightLineEta
 from dispatch.rides.repository import _INSERT_OFFERS  # the statement the cycle's write runs
 from dispatch.simulation import batch_cycle
+from dispatch.simulation.datasets import DATA_DIR, TAXI_FILE, UBER_FILE
 from dispatch.simulation.repository import WorldRepository, recreate_database
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO / ".." / "shared" / "data"
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "real_cycle.md"
-TAXI_FILE = "nyc_yellow_taxi_2013-01-01_debs2015_sample.csv"
-UBER_FILE = "nyc_uber_pickups_2014-04-01_to_04-12_B02512_B02598.csv"
 REGION = "bench"
 NYC_AREA = "MULTIPOLYGON(((-74.3 40.45, -73.65 40.45, -73.65 40.95, -74.3 40.95, -74.3 40.45)))"
 SIZES = ((2000, 10000, 10), (5000, 50000, 5))  # requests, drivers, cycles of each phase
@@ -441,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dispatch.simulation.real_cycle", description=__doc__
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--cycles", type=int, help="cycles of each phase per size (default 10 and 5)"
