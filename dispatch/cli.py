@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
+import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dispatch.core import command_line
 from dispatch.core.settings import get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -23,50 +28,118 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database_answers() -> None:
-    """Server roles start only when PostgreSQL answers: a wrong URL or a database that is down is
-    one line and exit 2 here, not a failed lifespan's traceback (api) or retries forever
+def _database_ready() -> None:
+    """Server roles start only when PostgreSQL answers and is at this code's migration head: a
+    wrong URL, a database that is down or one never migrated is one line and exit 2 here, not a
+    failed lifespan's traceback (api), 500s on every request or tracebacks every batch
     (dispatcher). Outages after the start are ridden out as before."""
-    from dispatch.core.database import check_reachable
+    from dispatch.core.database import schema_revisions
+    from dispatch.migrate import schema_problem
 
-    asyncio.run(check_reachable(get_settings()))
+    problem = schema_problem(asyncio.run(schema_revisions(get_settings())))
+    if problem:
+        raise command_line.CommandFailed(problem)
 
 
-def _uvicorn(args: argparse.Namespace, factory: str) -> int:
+def _listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """Bound here as asyncio's create_server binds them (every address the host resolves to), so
+    a port in use or a bad host is one line; uvicorn would log it and exit 3."""
+    sockets: list[socket.socket] = []
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as error:
+        for sock in sockets:
+            sock.close()
+        raise command_line.CommandFailed(
+            f"cannot listen on {host}:{port}: {error.strerror or error}"
+        ) from error
+    return sockets
+
+
+def _uvicorn(args: argparse.Namespace, factory: Callable[[], FastAPI]) -> int:
     import uvicorn
+    from uvicorn.server import HANDLED_SIGNALS
 
     from dispatch.core.http_protocol import HttpProtocol
     from dispatch.core.websocket_protocol import WebSocketProtocol
 
-    _database_answers()
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn's, without raising the stop signal again once stopped: that would end the
+            # process before the app's shutdown, which runs after `serve` here.
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    log = logging.getLogger("uvicorn.error")  # uvicorn's own messages, at its log level
+    _database_ready()
     settings = get_settings()
-    uvicorn.run(
-        factory,
-        factory=True,
-        host=args.host,
-        port=args.port,
-        http=HttpProtocol,
-        ws=WebSocketProtocol,
-        ws_max_size=settings.ws_max_frame_bytes * 4,
-        log_level=args.log_level,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+    sockets = _listening_sockets(args.host, args.port)
+    app = factory()
+    server = Server(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            http=HttpProtocol,
+            ws=WebSocketProtocol,
+            ws_max_size=settings.ws_max_frame_bytes * 4,
+            log_level=args.log_level,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            # Run below, so a failed startup raises here (uvicorn would log it and exit 3).
+            lifespan="off",
+        )
     )
+
+    async def serve() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(app.router.lifespan_context(app))
+            except Exception as error:
+                raise command_line.CommandFailed(
+                    f"startup failed: {command_line.describe(error)}"
+                ) from error
+            for sock in sockets:
+                log.info("listening on %s port %d", *sock.getsockname()[:2])
+            await server.serve(sockets)
+
+    try:
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(serve())
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    return _uvicorn(args, "dispatch.entrypoints:api_and_dispatcher")
+    from dispatch.entrypoints import api_and_dispatcher
+
+    return _uvicorn(args, api_and_dispatcher)
 
 
 def _api(args: argparse.Namespace) -> int:
-    return _uvicorn(args, "dispatch.entrypoints:api_only")
+    from dispatch.entrypoints import api_only
+
+    return _uvicorn(args, api_only)
 
 
 def _dispatcher(args: argparse.Namespace) -> int:
     from dispatch.entrypoints import run_dispatcher
 
-    _database_answers()
+    _database_ready()
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -86,6 +159,7 @@ def _dispatcher(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from dispatch.entrypoints import seed_demo_coop
 
+    _database_ready()
     for login in asyncio.run(seed_demo_coop(get_settings())):
         print(f"  {login.role:9} {login.name:14} {login.email:22} password: {login.password}")
     print("  members have an open proposal to vote on: GET /v1/governance/proposals?status=open")
@@ -95,6 +169,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _seed(args: argparse.Namespace) -> int:
     from loadtests.seeding import DEFAULT_CREDENTIALS, seed_load_accounts
 
+    _database_ready()
     credentials = args.credentials or DEFAULT_CREDENTIALS
     report = asyncio.run(
         seed_load_accounts(get_settings(), args.riders, args.drivers, credentials, args.token_ttl)

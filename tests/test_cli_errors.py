@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+from alembic.script import ScriptDirectory
+
+from dispatch.migrate import alembic_config
+from tests.conftest import SERVER_URL, TEST_DB
 
 CSV_HEADER = "pickup_datetime,pickup_latitude,pickup_longitude,dropoff_latitude,dropoff_longitude\n"
 WINDOW = ["--start", "2013-01-01T00:00", "--end", "2013-01-01T00:05"]
@@ -103,6 +110,100 @@ def test_simulate_refuses_an_unknown_policy(trips: Path) -> None:
 def test_an_unreachable_database_is_one_line(command: tuple[str, ...]) -> None:
     done = coop_dispatch(*command, COOP_DATABASE_URL="postgresql://postgres@127.0.0.1:9/nowhere")
     assert_one_line_error(done, "Connect call failed")
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A port another process listens on."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", ["api", "serve"])
+def test_a_port_in_use_is_one_line(command: str, held_port: int) -> None:
+    done = coop_dispatch(command, "--port", str(held_port))
+    assert_one_line_error(done, f"cannot listen on 127.0.0.1:{held_port}", "Address already in use")
+
+
+def test_a_host_that_does_not_resolve_is_one_line() -> None:
+    done = coop_dispatch("api", "--host", "no-such-host.invalid", "--port", "0")
+    assert_one_line_error(done, "cannot listen on no-such-host.invalid:0")
+
+
+@pytest.mark.parametrize("command", ["api", "serve"])
+def test_a_failed_startup_is_one_line(command: str) -> None:
+    # PostgreSQL answers; the lifespan's first Redis command does not.
+    done = coop_dispatch(command, "--port", "0", COOP_REDIS_URL="redis://127.0.0.1:9/0")
+    assert_one_line_error(done, "startup failed", "Connection refused")
+
+
+UNMIGRATED_DB = f"{TEST_DB}_unmigrated"
+UNMIGRATED_URL = SERVER_URL.rsplit("/", 1)[0] + "/" + UNMIGRATED_DB
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+@pytest.fixture
+async def unmigrated() -> AsyncIterator[asyncpg.Connection]:
+    """An empty database of the test's own (a connection to it), dropped after."""
+    admin = await asyncpg.connect(SERVER_URL.rsplit("/", 1)[0] + "/postgres")
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {UNMIGRATED_DB} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {UNMIGRATED_DB}")
+        connection = await asyncpg.connect(UNMIGRATED_URL)
+        try:
+            yield connection
+        finally:
+            await connection.close()
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {UNMIGRATED_DB} WITH (FORCE)")
+        await admin.close()
+
+
+SERVER_ROLES = [
+    ("api", "--port", "0"),
+    ("serve", "--port", "0"),
+    ("dispatcher",),
+    ("demo",),
+    ("seed", "--riders", "1", "--drivers", "1"),
+]
+
+
+@pytest.mark.parametrize("command", SERVER_ROLES)
+async def test_a_never_migrated_database_is_one_line(
+    unmigrated: asyncpg.Connection, command: tuple[str, ...]
+) -> None:
+    done = coop_dispatch(*command, COOP_DATABASE_URL=UNMIGRATED_URL)
+    assert_one_line_error(
+        done, "at no revision (never migrated)", f"needs {HEAD}", "run `coop-dispatch migrate`"
+    )
+
+
+async def test_a_database_behind_the_code_is_one_line(unmigrated: asyncpg.Connection) -> None:
+    await unmigrated.execute(
+        "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);"
+        "INSERT INTO alembic_version VALUES ('0001')"
+    )
+    done = coop_dispatch("api", "--port", "0", COOP_DATABASE_URL=UNMIGRATED_URL)
+    assert_one_line_error(done, "at revision 0001", f"needs {HEAD}", "run `coop-dispatch migrate`")
+
+
+async def test_a_database_ahead_of_the_code_is_one_line(unmigrated: asyncpg.Connection) -> None:
+    await unmigrated.execute(
+        "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY);"
+        "INSERT INTO alembic_version VALUES ('9999')"
+    )
+    done = coop_dispatch("dispatcher", COOP_DATABASE_URL=UNMIGRATED_URL)
+    assert_one_line_error(done, "at revision 9999, which this code does not know", f"needs {HEAD}")
+
+
+async def test_migrate_is_what_a_never_migrated_database_needs(
+    unmigrated: asyncpg.Connection,
+) -> None:
+    done = coop_dispatch("migrate", COOP_DATABASE_URL=UNMIGRATED_URL)
+    assert done.returncode == 0, done.stderr
+    assert await unmigrated.fetchval("SELECT version_num FROM alembic_version") == HEAD
 
 
 def test_a_refused_operator_is_one_line() -> None:

@@ -22,10 +22,16 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class CommandFailed(Exception):
+    """A failure whose message is already the line to print."""
+
+
 def describe(error: BaseException) -> str:
     """The error's message in one line, without a traceback."""
     if isinstance(error, CoopError):
         return error.message
+    if isinstance(error, CommandFailed):
+        return str(error)
     if isinstance(error, OSError) and error.strerror and error.filename:
         return f"{error.filename}: {error.strerror}"
     text = " ".join(str(error).split())

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 from dispatch.core.redis import Redis
+from dispatch.core.repository import SchemaRepository
 from dispatch.core.settings import Settings
 
 NAMING_CONVENTION = {
@@ -34,12 +35,13 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-async def check_reachable(settings: Settings) -> None:
-    """Connect once (raising the driver's error when PostgreSQL does not answer); no statement."""
+async def schema_revisions(settings: Settings) -> list[str]:
+    """Connect once and read the migration revisions the database is at (raising the driver's
+    error when PostgreSQL does not answer)."""
     engine = create_engine(settings, pool_size=1, max_overflow=0)
     try:
-        async with engine.connect():
-            pass
+        async with engine.connect() as connection:
+            return await SchemaRepository(connection).revisions()
     finally:
         await engine.dispose()
 
