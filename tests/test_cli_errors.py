@@ -170,7 +170,7 @@ SERVER_ROLES = [
 ]
 
 
-@pytest.mark.parametrize("command", SERVER_ROLES)
+@pytest.mark.parametrize("command", SERVER_ROLES, ids=[role[0] for role in SERVER_ROLES])
 async def test_a_never_migrated_database_is_one_line(
     unmigrated: asyncpg.Connection, command: tuple[str, ...]
 ) -> None:
