@@ -70,7 +70,7 @@ def matching_settings(settings: Settings) -> MatchingSettings:
 @dataclass(frozen=True)
 class _Snapshot:
     requests: Sequence[OpenRequest]
-    tried: Sequence[Row[uuid.UUID, uuid.UUID]]
+    tried: Sequence[Row[str, list[str]]]
     positions: presence.DriverPositions
     busy: set[str]
     earned: Sequence[Row[uuid.UUID, int | None, datetime | None]]
@@ -201,8 +201,8 @@ def _request_batch(snapshot: _Snapshot) -> RequestBatch:
     ids, lat, lng, requested_at, *_ = zip(*snapshot.requests, strict=True)
     ride_ids = [str(ride_id) for ride_id in ids]
     excluded: dict[str, set[str]] = {ride_id: set() for ride_id in ride_ids}
-    for ride_id, driver_id in snapshot.tried:
-        excluded[str(ride_id)].add(str(driver_id))
+    for ride_id, driver_ids in snapshot.tried:
+        excluded[ride_id].update(driver_ids)
     return RequestBatch(
         ride_ids=ride_ids,
         lat=np.array(lat, dtype=np.float64),

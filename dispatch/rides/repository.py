@@ -213,8 +213,9 @@ class DispatchRepository:
 
     async def tried_drivers(
         self, ride_ids: Sequence[uuid.UUID]
-    ) -> Sequence[Row[uuid.UUID, uuid.UUID]]:
-        """(ride_id, driver_id) of every answered offer of these rides."""
+    ) -> Sequence[Row[str, list[str]]]:
+        """(ride_id, driver_ids) of the rides with answered offers, ids as text: one row a ride,
+        as the batch's exclusions grow by a driver per ride each time its offer runs out."""
         return (await self.session.execute(_TRIED, {"ride_ids": ride_ids})).all()
 
     async def busy_drivers(self) -> set[str]:
@@ -306,8 +307,9 @@ FOR UPDATE SKIP LOCKED
 """)
 
 _TRIED = text("""
-SELECT ride_id, driver_id FROM offer
+SELECT ride_id::text, array_agg(driver_id::text) FROM offer
 WHERE ride_id = ANY(CAST(:ride_ids AS uuid[])) AND status <> 'pending'
+GROUP BY ride_id
 """)
 
 _BUSY = text("""
