@@ -211,9 +211,7 @@ class DispatchRepository:
         result = await self.session.execute(_OPEN_REQUESTS, {"region": region})
         return [OpenRequest._make(row) for row in result]
 
-    async def tried_drivers(
-        self, ride_ids: Sequence[uuid.UUID]
-    ) -> Sequence[Row[str, list[str]]]:
+    async def tried_drivers(self, ride_ids: Sequence[uuid.UUID]) -> Sequence[Row[str, list[str]]]:
         """(ride_id, driver_ids) of the rides with answered offers, ids as text: one row a ride,
         as the batch's exclusions grow by a driver per ride each time its offer runs out."""
         return (await self.session.execute(_TRIED, {"ride_ids": ride_ids})).all()
