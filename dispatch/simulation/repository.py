@@ -137,27 +137,29 @@ class WorldRepository:
                 before,
                 n,
             )
-            trip = (
-                "40.75, -73.98, 40.759, -73.98, 1200, 300, 1250, 1125, 125, 'USD', "
-                f"{int(policy_version)}"
-            )
-            priced = (
+            # The same priced trip for every ride; written out in both statements, as one
+            # literal each (bandit reads a composed SQL string as an injection risk).
+            await self.conn.execute(
+                "INSERT INTO quote (id, rider_id, region_id, breakdown, created_at, expires_at, "
                 "pickup_lat, pickup_lng, dropoff_lat, dropoff_lng, distance_m, duration_s, "
-                "total_cents, driver_cents, coop_cents, currency, policy_version"
+                "total_cents, driver_cents, coop_cents, currency, policy_version) "
+                "SELECT quote, rider, $1, '{}', at - interval '20 min', at - interval '15 min', "
+                "40.75, -73.98, 40.759, -73.98, 1200, 300, 1250, 1125, 125, 'USD', "
+                "CAST($2 AS integer) FROM history",
+                region,
+                int(policy_version),
             )
             await self.conn.execute(
-                f"INSERT INTO quote (id, rider_id, region_id, breakdown, created_at, expires_at, "
-                f"{priced}) SELECT quote, rider, $1, '{{}}', at - interval '20 min', "
-                f"at - interval '15 min', {trip} FROM history",
+                "INSERT INTO ride (id, rider_id, driver_id, quote_id, region_id, status, "
+                "requested_at, matched_at, arrived_at, started_at, ended_at, pickup_eta_s, "
+                "pickup_lat, pickup_lng, dropoff_lat, dropoff_lng, distance_m, duration_s, "
+                "total_cents, driver_cents, coop_cents, currency, policy_version) "
+                "SELECT ride, rider, driver, quote, $1, 'completed', at - interval '20 min', "
+                "at - interval '19 min', at - interval '15 min', at - interval '14 min', at, 240, "
+                "40.75, -73.98, 40.759, -73.98, 1200, 300, 1250, 1125, 125, 'USD', "
+                "CAST($2 AS integer) FROM history",
                 region,
-            )
-            await self.conn.execute(
-                f"INSERT INTO ride (id, rider_id, driver_id, quote_id, region_id, status, "
-                f"requested_at, matched_at, arrived_at, started_at, ended_at, pickup_eta_s, "
-                f"{priced}) SELECT ride, rider, driver, quote, $1, 'completed', "
-                f"at - interval '20 min', at - interval '19 min', at - interval '15 min', "
-                f"at - interval '14 min', at, 240, {trip} FROM history",
-                region,
+                int(policy_version),
             )
             await self.conn.execute(
                 "INSERT INTO offer (id, ride_id, driver_id, status, eta_s, created_at, "
