@@ -43,7 +43,9 @@ def valid_coordinate(lat: object, lng: object, max_lat: float = 90.0) -> tuple[f
 
 
 def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
-    """Great-circle metres between two points (scalar: one position at a time, in microseconds)."""
+    """Great-circle metres between two points: the scalar twin of the engine's vectorised
+    `dispatch.matching.eta.haversine_m` (one position at a time, where numpy's per-call cost
+    would dominate; the engine imports nothing of ours, so each keeps the radius)."""
     phi1, phi2 = math.radians(lat1), math.radians(lat2)
     a = (
         math.sin((phi2 - phi1) / 2) ** 2

@@ -183,10 +183,7 @@ class LocationIndex:
     async def remove(self, driver_id: uuid.UUID) -> None:
         member = str(driver_id)
         self._pending.pop(member, None)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(self.keys.drivers_geo, member)
-            pipe.zrem(self.keys.drivers_seen, member)
-            await pipe.execute()
+        await forget(self.redis, self.keys, [member])
 
     async def _flush_forever(self) -> None:
         while True:
